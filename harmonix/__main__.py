@@ -1,0 +1,5 @@
+"""``python -m harmonix`` runs the CLI."""
+
+from harmonix.cli import main
+
+main()

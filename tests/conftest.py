@@ -1,0 +1,41 @@
+"""Shared test setup: headless plotting, few threads, a clean plugin host per test."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_plugin_host(monkeypatch):
+    """Each test starts from a freshly discovered plugin host and the built-in registry."""
+    from harmonix import plugins, registry
+
+    monkeypatch.delenv(plugins.AUTOLOAD_ENV, raising=False)
+    monkeypatch.delenv(plugins.EXTRA_PLUGINS_ENV, raising=False)
+    monkeypatch.delenv(registry.REGISTRY_ENV, raising=False)
+    plugins.reset_host()
+    yield
+    plugins.reset_host()
+
+
+@pytest.fixture
+def cli():
+    """Invoke the ``harmonix`` CLI in-process: ``cli("plugins")`` -> typer Result."""
+    from typer.testing import CliRunner
+
+    from harmonix.cli import _load_commands, app
+
+    _load_commands()
+    runner = CliRunner()
+
+    def invoke(*args: str, **kwargs):
+        return runner.invoke(app, [str(a) for a in args], catch_exceptions=False, **kwargs)
+
+    return invoke
