@@ -1,0 +1,1 @@
+"""Reading sites, preprocessing volumes, slice datasets and the built-in synthetic data."""

@@ -1,0 +1,91 @@
+"""One rich progress display for the whole process.
+
+Long-running steps call :func:`progress_task`; when a display is already running (the demo runs
+one across all its stages) the task joins it, otherwise a display is opened for the step alone::
+
+    with progress_task("training", total=iters) as advance:
+        for step in range(iters):
+            ...
+            advance(1, losses="G 1.23 D 0.45")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+_active: ContextVar[Progress | None] = ContextVar("harmonix_progress", default=None)
+
+
+def make_progress(console: Console | None = None, transient: bool = False) -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[speed_text]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=console,
+        transient=transient,
+    )
+
+
+def _speed(progress: Progress, task_id) -> str:
+    task = progress.tasks[task_id]
+    return f"{task.speed:.2f} it/s" if task.speed else ""
+
+
+@contextmanager
+def shared_progress(console: Console | None = None) -> Iterator[Progress]:
+    """Open a display that every :func:`progress_task` inside the block joins."""
+    progress = make_progress(console)
+    token = _active.set(progress)
+    try:
+        with progress:
+            yield progress
+    finally:
+        _active.reset(token)
+
+
+@contextmanager
+def progress_task(description: str, total: int | None = None, *, quiet: bool = False
+                  ) -> Iterator[Callable[..., None]]:
+    """Yield ``advance(n=1, **info)``; ``info`` key/values are shown after the bar."""
+    if quiet:
+        yield lambda n=1, **info: None
+        return
+    progress = _active.get()
+    owns = progress is None
+    if owns:
+        progress = make_progress()
+        progress.start()
+    task_id = progress.add_task(description, total=total, info="", speed_text="")
+
+    def advance(n: int = 1, **info: object) -> None:
+        text = "  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+                         for k, v in info.items())
+        progress.update(task_id, advance=n, info=text)
+        progress.update(task_id, speed_text=_speed(progress, task_id))
+
+    try:
+        yield advance
+    finally:
+        if owns:
+            progress.stop()
+        else:
+            progress.update(task_id, visible=True)
