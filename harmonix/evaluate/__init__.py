@@ -1,0 +1,1 @@
+"""Evaluation: scenarios x strategies, segmenter and metric plugins, statistics, report."""
