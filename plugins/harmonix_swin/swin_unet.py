@@ -1,0 +1,232 @@
+"""Swin-Unet (Cao et al. 2021) with AdaIN style injection in the decoder, built from timm blocks.
+
+Layout for the default preset at 176x176 (patch 4, window 11)::
+
+    patch embed 176 -> 44x44 tokens, C
+    encoder  44x44 C   --skip--------------------------------+
+             22x22 2C  --skip---------------+                |
+             11x11 4C  (bottleneck)         |                |
+    decoder  expand -> 22x22 2C, fuse skip, AdaIN + Swin blocks
+             expand -> 44x44 C,  fuse skip, AdaIN + Swin blocks
+    final expand x4 -> 176x176 C, AdaIN, GELU, conv 3x3 -> out_channels
+
+Window attention with shifted windows (W-MSA / SW-MSA) and patch merging are timm's
+``SwinTransformerBlock`` / ``SwinTransformerStage``; only the patch expanding layer (which timm
+does not have) and the style injection are written here. The input is expected in [-1, 1]; the
+output is unbounded (the caller scales it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from timm.layers import PatchEmbed
+from timm.models.swin_transformer import SwinTransformerBlock, SwinTransformerStage
+from torch import nn
+
+from harmonix.interfaces import Backbone
+from harmonix.nn import AdaIN, downsample_factor
+
+#: Named configurations; explicit options override the chosen preset.
+PRESETS: dict[str, dict[str, Any]] = {
+    # the paper-scale model: 176 -> 44x44 tokens, windows of 11 tile 44, 22 and 11 exactly
+    "default": dict(
+        patch_size=4,
+        embed_dim=64,
+        depths=(2, 2, 2),
+        num_heads=(2, 4, 8),
+        window_size=11,
+        mlp_ratio=4.0,
+    ),
+    # for tests: 32x32 -> 8x8 tokens, one shifted-window block per level
+    "tiny": dict(
+        patch_size=4,
+        embed_dim=16,
+        depths=(2, 2),
+        num_heads=(1, 2),
+        window_size=4,
+        mlp_ratio=2.0,
+    ),
+}
+
+
+def _fit_masks(blocks: Sequence[SwinTransformerBlock], height: int, width: int) -> None:
+    """Use the blocks' precomputed shift masks at the built size, dynamic masks at any other."""
+    for block in blocks:
+        dynamic = (height, width) != tuple(block.input_resolution)
+        if block.dynamic_mask != dynamic:
+            block.dynamic_mask = dynamic
+
+
+class PatchExpand(nn.Module):
+    """Swin-Unet's patch expanding: a linear layer, then each token becomes ``scale x scale``."""
+
+    def __init__(self, in_dim: int, out_dim: int, scale: int = 2, norm: bool = True):
+        super().__init__()
+        self.scale = scale
+        self.out_dim = out_dim
+        self.expand = nn.Linear(in_dim, scale * scale * out_dim, bias=False)
+        self.norm = nn.LayerNorm(out_dim) if norm else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, H, W, in_dim)`` -> ``(B, scale*H, scale*W, out_dim)``."""
+        b, h, w, _ = x.shape
+        s = self.scale
+        x = self.expand(x).view(b, h, w, s, s, self.out_dim)
+        x = x.permute(0, 1, 3, 2, 4, 5).reshape(b, h * s, w * s, self.out_dim)
+        return self.norm(x)
+
+
+class SwinDecoderStage(nn.Module):
+    """Expand the coarser tokens, fuse the skip connection, then AdaIN before each Swin block."""
+
+    def __init__(
+        self,
+        in_dim: int,
+        dim: int,
+        resolution: tuple[int, int],
+        depth: int,
+        num_heads: int,
+        window_size: int,
+        mlp_ratio: float,
+        style_dim: int,
+    ):
+        super().__init__()
+        self.expand = PatchExpand(in_dim, dim)
+        self.fuse = nn.Linear(2 * dim, dim)
+        self.styles = nn.ModuleList(AdaIN(style_dim, dim) for _ in range(depth))
+        self.blocks = nn.ModuleList(
+            SwinTransformerBlock(
+                dim=dim,
+                input_resolution=resolution,
+                num_heads=num_heads,
+                window_size=window_size,
+                shift_size=0 if i % 2 == 0 else window_size // 2,
+                mlp_ratio=mlp_ratio,
+            )
+            for i in range(depth)
+        )
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        x = self.fuse(torch.cat([self.expand(x), skip], dim=-1))
+        b, h, w, c = x.shape
+        _fit_masks(self.blocks, h, w)
+        for adain, block in zip(self.styles, self.blocks, strict=True):
+            x = adain.forward_tokens(x.reshape(b, h * w, c), style).reshape(b, h, w, c)
+            x = block(x)
+        return x
+
+
+class SwinUnet(Backbone):
+    """Swin-Unet generator backbone: ``forward(x, style)`` with ``x`` in [-1, 1].
+
+    ``depths[i]`` Swin blocks at level ``i`` (level ``i`` has ``embed_dim * 2**i`` channels and
+    ``1 / (patch_size * 2**i)`` of the image size); the last level is the bottleneck and the
+    decoder mirrors the others. Heights and widths must be multiples of
+    ``patch_size * 2**(len(depths) - 1)``. Windows larger than a level's token grid shrink to it
+    (timm); inputs of another size than ``img_size`` use padded windows with dynamic masks.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        out_channels: int = 1,
+        style_dim: int = 64,
+        img_size: int = 176,
+        *,
+        patch_size: int = 4,
+        embed_dim: int = 64,
+        depths: Sequence[int] = (2, 2, 2),
+        num_heads: Sequence[int] = (2, 4, 8),
+        window_size: int = 11,
+        mlp_ratio: float = 4.0,
+    ):
+        super().__init__(in_channels, out_channels, style_dim)
+        if len(num_heads) != len(depths):
+            raise ValueError(
+                f"num_heads {tuple(num_heads)} needs one entry per level of depths {tuple(depths)}"
+            )
+        levels = len(depths)
+        self.size_multiple = downsample_factor(levels - 1, patch_size)
+        if img_size % self.size_multiple:
+            raise ValueError(
+                f"img_size {img_size} is not a multiple of {self.size_multiple} "
+                f"(patch_size {patch_size}, {levels - 1} patch merges)"
+            )
+        dims = [embed_dim * 2**i for i in range(levels)]
+        grids = [(img_size // (patch_size * 2**i),) * 2 for i in range(levels)]
+
+        self.patch_embed = PatchEmbed(
+            img_size=img_size,
+            patch_size=patch_size,
+            in_chans=in_channels,
+            embed_dim=embed_dim,
+            norm_layer=nn.LayerNorm,
+            output_fmt="NHWC",
+            strict_img_size=False,
+        )
+        self.encoder = nn.ModuleList(
+            SwinTransformerStage(
+                dim=dims[max(i - 1, 0)],
+                out_dim=dims[i],
+                input_resolution=grids[max(i - 1, 0)],
+                depth=depths[i],
+                downsample=i > 0,
+                num_heads=num_heads[i],
+                window_size=window_size,
+                mlp_ratio=mlp_ratio,
+            )
+            for i in range(levels)
+        )
+        self.decoder = nn.ModuleList(
+            SwinDecoderStage(
+                in_dim=dims[i + 1],
+                dim=dims[i],
+                resolution=grids[i],
+                depth=depths[i],
+                num_heads=num_heads[i],
+                window_size=window_size,
+                mlp_ratio=mlp_ratio,
+                style_dim=style_dim,
+            )
+            for i in reversed(range(levels - 1))
+        )
+        self.final_expand = PatchExpand(embed_dim, embed_dim, scale=patch_size, norm=False)
+        self.final_style = AdaIN(style_dim, embed_dim)
+        self.head = nn.Conv2d(embed_dim, out_channels, kernel_size=3, padding=1)
+        self.patch_size = patch_size
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        self.check_size(x)
+        h, w = (n // self.patch_size for n in x.shape[-2:])
+        x = self.patch_embed(x)
+        skips = []
+        for level, stage in enumerate(self.encoder):
+            _fit_masks(stage.blocks, h >> level, w >> level)
+            x = stage(x)
+            skips.append(x)
+        skips.pop()  # the bottleneck feeds the decoder directly
+        for stage, skip in zip(self.decoder, reversed(skips), strict=True):
+            x = stage(x, skip, style)
+        x = self.final_expand(x).permute(0, 3, 1, 2)
+        x = F.gelu(self.final_style(x, style))
+        return self.head(x)
+
+
+def build_swin_unet(
+    *,
+    in_channels: int = 1,
+    out_channels: int = 1,
+    style_dim: int = 64,
+    img_size: int = 176,
+    preset: str = "default",
+    **options: Any,
+) -> SwinUnet:
+    """The ``swin`` factory: a preset (``"default"`` or ``"tiny"``) with ``options`` over it."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown swin preset '{preset}'; presets are {', '.join(PRESETS)}")
+    config = {**PRESETS[preset], **options}
+    return SwinUnet(in_channels, out_channels, style_dim, img_size, **config)
