@@ -31,11 +31,11 @@ def cli():
     from typer.testing import CliRunner
 
     from harmonix.cli import _load_commands, app
-    import harmonix.cli.app as app_module
+    from harmonix.cli.app import console, err_console
 
     _load_commands()
-    for console in (app_module.console, app_module.err_console):
-        console.width = 200  # no wrapping of long messages in captured output
+    for stream in (console, err_console):
+        stream.width = 200  # no wrapping of long messages in captured output
     runner = CliRunner()
 
     def invoke(*args: str, **kwargs):
