@@ -77,7 +77,9 @@ class Generator(ABC):
         """
 
     @abstractmethod
-    def style_codes(self, images: torch.Tensor, domain: str, *, lesion: bool = False) -> torch.Tensor:
+    def style_codes(
+        self, images: torch.Tensor, domain: str, *, lesion: bool = False
+    ) -> torch.Tensor:
         """Encode ``(B,1,H,W)`` slices (0..255) of ``domain`` into ``(B, style_dim)`` codes."""
 
 

@@ -9,6 +9,9 @@ group::
     def register_backbones(register):
         register("mine", build_my_backbone)
 
+``obj`` may also be a ``"package.module:attribute"`` string: it is imported on first use, so that
+listing plugins or starting the CLI does not import every heavy dependency.
+
 Loading is tolerant: an entry point that fails to import is recorded (with its distribution and
 the error) and warned about, and every other plugin keeps working. Two plugins that register the
 same name for one kind are refused with an error naming both.
@@ -73,10 +76,24 @@ class HookSpecs:
 class Component:
     kind: str
     name: str
-    obj: Any
+    target: Any
     plugin: str
     distribution: str
     version: str
+
+    @property
+    def obj(self) -> Any:
+        """The registered object, importing a ``"module:attribute"`` reference on first use."""
+        if not isinstance(self.target, str):
+            return self.target
+        module_name, _, attribute = self.target.partition(":")
+        try:
+            return getattr(importlib.import_module(module_name), attribute)
+        except (ImportError, AttributeError) as exc:
+            raise PluginError(
+                f"{self.kind} '{self.name}' from plugin '{self.plugin}' ({self.distribution}) "
+                f"could not be loaded from '{self.target}': {type(exc).__name__}: {exc}"
+            ) from exc
 
 
 @dataclass(frozen=True)
@@ -192,6 +209,11 @@ class PluginHost:
                 def register(name: str, obj: Any, _kind=kind, _plugin=plugin_name, _origin=origin):
                     if not isinstance(name, str) or not name:
                         raise PluginError(f"plugin '{_plugin}' registered a {_kind} without a name")
+                    if isinstance(obj, str) and ":" not in obj:
+                        raise PluginError(
+                            f"plugin '{_plugin}' registered {_kind} '{name}' as '{obj}'; "
+                            "a lazy reference is 'package.module:attribute'"
+                        )
                     if name in collected[_kind]:
                         other = collected[_kind][name]
                         raise PluginError(
@@ -212,13 +234,25 @@ class PluginHost:
         for kind in KINDS:
             for comp in sorted(self.components(kind).values(), key=lambda c: c.name):
                 rows.append(
-                    dict(kind=kind, name=comp.name, distribution=comp.distribution,
-                         version=comp.version, status="ok", plugin=comp.plugin)
+                    dict(
+                        kind=kind,
+                        name=comp.name,
+                        distribution=comp.distribution,
+                        version=comp.version,
+                        status="ok",
+                        plugin=comp.plugin,
+                    )
                 )
         for failed in self.failed:
             rows.append(
-                dict(kind="?", name=failed.name, distribution=failed.distribution,
-                     version=failed.version, status=f"failed: {failed.error}", plugin=failed.name)
+                dict(
+                    kind="?",
+                    name=failed.name,
+                    distribution=failed.distribution,
+                    version=failed.version,
+                    status=f"failed: {failed.error}",
+                    plugin=failed.name,
+                )
             )
         return rows
 

@@ -63,8 +63,9 @@ def shared_progress(console: Console | None = None) -> Iterator[Progress]:
 
 
 @contextmanager
-def progress_task(description: str, total: int | None = None, *, quiet: bool = False
-                  ) -> Iterator[Callable[..., None]]:
+def progress_task(
+    description: str, total: int | None = None, *, quiet: bool = False
+) -> Iterator[Callable[..., None]]:
     """Yield ``advance(n=1, **info)``; ``info`` key/values are shown after the bar."""
     if quiet:
         yield lambda n=1, **info: None
@@ -77,8 +78,9 @@ def progress_task(description: str, total: int | None = None, *, quiet: bool = F
     task_id = progress.add_task(description, total=total, info="", speed_text="")
 
     def advance(n: int = 1, **info: object) -> None:
-        text = "  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
-                         for k, v in info.items())
+        text = "  ".join(
+            f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in info.items()
+        )
         progress.update(task_id, advance=n, info=text)
         progress.update(task_id, speed_text=_speed(progress, task_id))
 

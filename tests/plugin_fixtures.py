@@ -7,8 +7,9 @@ import textwrap
 from pathlib import Path
 
 
-def make_distribution(root: Path, dist: str, version: str, modules: dict[str, str],
-                      entry_points: dict[str, str]) -> None:
+def make_distribution(
+    root: Path, dist: str, version: str, modules: dict[str, str], entry_points: dict[str, str]
+) -> None:
     """Write ``modules`` (name -> source) and a ``dist-info`` with ``harmonix`` entry points."""
     for name, source in modules.items():
         (root / f"{name}.py").write_text(textwrap.dedent(source))

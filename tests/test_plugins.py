@@ -38,8 +38,13 @@ def test_builtin_plugins_are_discovered_through_entry_points():
 
 def test_third_party_plugin_is_listed_and_built_by_name(tmp_path, unique, cli):
     mod = f"{unique}_echo"
-    make_distribution(tmp_path, "harmonix-echo", "1.2.3", {mod: BACKBONE_PLUGIN.format(name="echo")},
-                      {"echo": mod})
+    make_distribution(
+        tmp_path,
+        "harmonix-echo",
+        "1.2.3",
+        {mod: BACKBONE_PLUGIN.format(name="echo")},
+        {"echo": mod},
+    )
     plugins.reset_host()
     component = plugins.get_host().get("backbone", "echo")
     assert (component.distribution, component.version) == ("harmonix-echo", "1.2.3")
@@ -52,8 +57,13 @@ def test_third_party_plugin_is_listed_and_built_by_name(tmp_path, unique, cli):
 
 def test_broken_plugin_is_reported_and_the_rest_keeps_working(tmp_path, unique, cli):
     broken = f"{unique}_broken"
-    make_distribution(tmp_path, "harmonix-broken", "0.1", {broken: "raise ImportError('no cuda here')\n"},
-                      {"broken": broken})
+    make_distribution(
+        tmp_path,
+        "harmonix-broken",
+        "0.1",
+        {broken: "raise ImportError('no cuda here')\n"},
+        {"broken": broken},
+    )
     plugins.reset_host()
     with pytest.warns(RuntimeWarning, match="harmonix-broken"):
         host = plugins.get_host()
@@ -68,10 +78,20 @@ def test_broken_plugin_is_reported_and_the_rest_keeps_working(tmp_path, unique, 
 
 def test_two_plugins_with_one_name_are_refused_naming_both(tmp_path, unique):
     first, second = f"{unique}_first", f"{unique}_second"
-    make_distribution(tmp_path, "harmonix-first", "1.0", {first: BACKBONE_PLUGIN.format(name="same")},
-                      {"first": first})
-    make_distribution(tmp_path, "harmonix-second", "1.0",
-                      {second: BACKBONE_PLUGIN.format(name="same")}, {"second": second})
+    make_distribution(
+        tmp_path,
+        "harmonix-first",
+        "1.0",
+        {first: BACKBONE_PLUGIN.format(name="same")},
+        {"first": first},
+    )
+    make_distribution(
+        tmp_path,
+        "harmonix-second",
+        "1.0",
+        {second: BACKBONE_PLUGIN.format(name="same")},
+        {"second": second},
+    )
     host = plugins.PluginHost()
     with pytest.raises(PluginError) as excinfo:
         host.components("backbone")
@@ -96,3 +116,44 @@ def test_unknown_name_lists_what_is_available():
 def test_unknown_kind_is_an_error():
     with pytest.raises(PluginError, match="unknown plugin kind"):
         plugins.get_host().components("optimizer")
+
+
+def test_lazy_references_import_on_first_use(tmp_path, unique):
+    impl = f"{unique}_impl"
+    (tmp_path / f"{impl}.py").write_text(
+        "LOADED = True\ndef build(**options):\n    return 'built'\n"
+    )
+    lazy = f"{unique}_lazy"
+    make_distribution(
+        tmp_path,
+        "harmonix-lazy",
+        "1.0",
+        {
+            lazy: f"""
+import harmonix
+
+@harmonix.hookimpl
+def register_backbones(register):
+    register("lazy", "{impl}:build")
+    register("missing", "{impl}:no_such_factory")
+"""
+        },
+        {"lazy": lazy},
+    )
+    host = plugins.PluginHost()
+    assert {"lazy", "missing"} <= set(host.components("backbone"))
+    assert impl not in sys.modules  # listing does not import
+    assert host.get("backbone", "lazy").obj() == "built"
+    with pytest.raises(PluginError, match="harmonix-lazy.*no_such_factory"):
+        _ = host.get("backbone", "missing").obj
+
+
+def test_listing_plugins_does_not_import_heavy_dependencies():
+    import subprocess
+
+    code = (
+        "import sys, harmonix; harmonix.get_host().plugin_rows(); "
+        "print(sorted(m for m in ('monai', 'timm', 'pytorch_fid') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

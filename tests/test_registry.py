@@ -58,11 +58,15 @@ def test_builtin_targets_and_conventions():
 
 def test_user_registry_extends_and_overrides(tmp_path, monkeypatch):
     user = tmp_path / "mine.yaml"
-    user.write_text(yaml.safe_dump({
-        "sequences": {"t2": {"aliases": ["t2", "t2w", "t2tse"]}},
-        "targets": {"hospital": {"center": "hospital", "sequences": ["t1", "t2"]}},
-        "defaults": {"backbone": "convnext"},
-    }))
+    user.write_text(
+        yaml.safe_dump(
+            {
+                "sequences": {"t2": {"aliases": ["t2", "t2w", "t2tse"]}},
+                "targets": {"hospital": {"center": "hospital", "sequences": ["t1", "t2"]}},
+                "defaults": {"backbone": "convnext"},
+            }
+        )
+    )
     monkeypatch.setenv("HARMONIX_REGISTRY", str(user))
     reg = load_registry()
     assert reg.resolve_sequence("x_T2TSE.nii.gz") == "t2"
@@ -76,7 +80,10 @@ def test_user_registry_extends_and_overrides(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     ("override", "key"),
     [
-        ({"targets": {"bad": {"center": "bad", "sequences": ["t1", "t9"]}}}, "targets.bad.sequences"),
+        (
+            {"targets": {"bad": {"center": "bad", "sequences": ["t1", "t9"]}}},
+            "targets.bad.sequences",
+        ),
         ({"sequences": {"t2": {"aliases": ["t1n"]}}}, "sequences.t2.aliases"),
         ({"label_conventions": {"odd": {"NCR": 1, "ED": 1, "ET": 4}}}, "label_conventions.odd"),
         ({"regions": {"XX": ["NCR", "CSF"]}}, "regions.XX"),
