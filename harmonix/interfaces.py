@@ -49,7 +49,8 @@ class Backbone(nn.Module, ABC):
         m = self.size_multiple
         if h % m or w % m:
             raise ValueError(
-                f"{type(self).__name__} needs height and width that are multiples of {m}, got {h}x{w}"
+                f"{type(self).__name__} needs height and width that are multiples of {m}, "
+                f"got {h}x{w}"
             )
 
 
