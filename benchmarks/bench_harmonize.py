@@ -71,12 +71,11 @@ def make_site(work: Path, cases: int, distinct: int, spacing: float, keep: list[
 
 def make_model(work: Path, size: int, spacing: float, preset: str) -> Path:
     """An untrained UMMGAT (paper defaults, swin ``preset``) saved like a trained run."""
+    from harmonix.checkpoints import save_checkpoint
     from harmonix_ummgat.networks import ModelConfig
     from harmonix_ummgat.recipe import Recipe
     from harmonix_ummgat.solver import Solver
     from harmonix_ummgat.trainer import preprocess_config
-
-    from harmonix.checkpoints import save_checkpoint
 
     run = work / f"run-{size}-{preset}"
     if run.exists():

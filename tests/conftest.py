@@ -9,7 +9,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+torch.set_num_threads(1)  # tiny tensors: threads cost more than they give on a shared runner
 
 
 @pytest.fixture(autouse=True)
@@ -22,6 +22,9 @@ def _fresh_plugin_host(monkeypatch):
     monkeypatch.delenv(registry.REGISTRY_ENV, raising=False)
     plugins.reset_host()
     yield
+    # The CLI's --registry sets the variable for the process; never let it outlive the test.
+    for name in (plugins.AUTOLOAD_ENV, plugins.EXTRA_PLUGINS_ENV, registry.REGISTRY_ENV):
+        os.environ.pop(name, None)
     plugins.reset_host()
 
 

@@ -432,11 +432,10 @@ def test_cli_sources_and_summary(site, tmp_path, cli, fake_model):
 # -- a real (tiny, untrained) UMMGAT checkpoint ----------------------------------------------------
 def save_tiny_ummgat(run_dir: Path) -> Path:
     """An untrained tiny UMMGAT saved the way the ummgat trainer saves its checkpoints."""
+    from harmonix.checkpoints import save_checkpoint
     from harmonix_ummgat.networks import ModelConfig
     from harmonix_ummgat.recipe import Recipe
     from harmonix_ummgat.solver import Solver
-
-    from harmonix.checkpoints import save_checkpoint
 
     torch.manual_seed(0)
     config = ModelConfig(

@@ -8,15 +8,15 @@ from importlib import metadata
 import numpy as np
 import pytest
 import torch
-from harmonix_metrics import fid as fid_module
-from harmonix_metrics.image import psnr, ssim
-from harmonix_metrics.segmentation import dice_scores, hd95, hd95_scores
 from scipy import ndimage
 from scipy.spatial import cKDTree
 from scipy.spatial.distance import directed_hausdorff
 
 from harmonix.interfaces import Metric
 from harmonix.plugins import ENTRY_POINT_GROUP, PluginHost, get_host, get_metric, reset_host
+from harmonix_metrics import fid as fid_module
+from harmonix_metrics.image import psnr, ssim
+from harmonix_metrics.segmentation import dice_scores, hd95, hd95_scores
 
 # canonical label values per region, written out here rather than read from the registry
 REGIONS = {"WT": (1, 2, 4), "TC": (1, 4), "ET": (4,)}

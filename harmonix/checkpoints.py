@@ -1,0 +1,218 @@
+"""Checkpoints: one folder per saved iteration, written atomically, and ``load_generator``.
+
+Layout of a run directory::
+
+    RUN_DIR/checkpoints/iter_000100/model.safetensors   weights (networks and their EMA copies)
+                                   /model_card.json     readable: trainer, domains, backbone, ...
+                                   /training_state.pt   optimisers + RNG (torch.load weights_only)
+    RUN_DIR/checkpoints/latest.json                     {"checkpoint": "iter_000100", ...}
+
+A checkpoint folder is written under a temporary name and renamed when complete; the model card
+records the size and SHA-256 of every file, so a truncated or corrupt file is reported as a
+:class:`~harmonix.errors.CheckpointError` naming it. ``load_generator`` accepts a run directory,
+a checkpoint folder, its ``model.safetensors`` or its ``model_card.json``, and asks the trainer
+plugin named in the card to rebuild the generator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harmonix.errors import CheckpointError
+from harmonix.interfaces import Generator
+from harmonix.io import atomic_write_json
+
+CHECKPOINTS_DIR = "checkpoints"
+LATEST_FILE = "latest.json"
+MODEL_FILE = "model.safetensors"
+CARD_FILE = "model_card.json"
+STATE_FILE = "training_state.pt"
+_ITER_DIR = re.compile(r"^iter_(\d+)$")
+
+
+def _file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _file_mode()
+
+
+def checkpoint_name(iteration: int) -> str:
+    return f"iter_{iteration:06d}"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_checkpoint(
+    run_dir: str | Path,
+    iteration: int,
+    *,
+    tensors: dict[str, torch.Tensor],
+    card: dict[str, Any],
+    training_state: dict[str, Any] | None = None,
+    keep: int | None = None,
+) -> Path:
+    """Write ``RUN_DIR/checkpoints/iter_<iteration>/`` atomically and point ``latest.json`` at it.
+
+    ``card`` gets ``"iteration"`` and ``"files"`` (bytes and SHA-256 of each file) added. With
+    ``keep``, only the newest ``keep`` checkpoints are kept.
+    """
+    from safetensors.torch import save_file
+
+    root = Path(run_dir) / CHECKPOINTS_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    name = checkpoint_name(iteration)
+    final = root / name
+    tmp = root / f".tmp-{name}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / MODEL_FILE))
+        os.chmod(tmp / MODEL_FILE, _FILE_MODE)  # safetensors creates it private (0600)
+        files = [MODEL_FILE]
+        if training_state is not None:
+            torch.save(training_state, tmp / STATE_FILE)
+            files.append(STATE_FILE)
+        card = {**card, "iteration": iteration, "files": {
+            f: {"bytes": (tmp / f).stat().st_size, "sha256": sha256_of(tmp / f)} for f in files
+        }}
+        (tmp / CARD_FILE).write_text(json.dumps(card, indent=2, default=str) + "\n")
+        if final.exists():  # saving the same iteration again (a resumed run): replace it
+            old = root / f".old-{name}-{os.getpid()}"
+            os.replace(final, old)
+            shutil.rmtree(old)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    atomic_write_json(root / LATEST_FILE, {"checkpoint": name, "iteration": iteration})
+    if keep is not None:
+        for old in list_checkpoints(run_dir)[:-keep]:
+            shutil.rmtree(old)
+    return final
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """The complete checkpoint folders of a run, oldest first."""
+    root = Path(run_dir) / CHECKPOINTS_DIR
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir()
+             if p.is_dir() and (m := _ITER_DIR.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The folder ``latest.json`` names (or the newest one if it is missing); ``None`` if none."""
+    root = Path(run_dir) / CHECKPOINTS_DIR
+    latest = root / LATEST_FILE
+    if latest.is_file():
+        try:
+            name = json.loads(latest.read_text())["checkpoint"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(latest, f"unreadable: {exc}") from None
+        folder = root / str(name)
+        if not (folder / CARD_FILE).is_file():
+            raise CheckpointError(latest, f"points at '{name}', which has no {CARD_FILE}")
+        return folder
+    found = list_checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """The checkpoint folder for a run directory, a checkpoint folder or a file inside one."""
+    path = Path(path)
+    if path.is_file() and path.name in (MODEL_FILE, CARD_FILE, STATE_FILE):
+        path = path.parent
+    if (path / CARD_FILE).is_file():
+        return path
+    if path.is_dir():
+        found = latest_checkpoint(path)
+        if found is not None:
+            return found
+        raise CheckpointError(path, f"no checkpoint here (no {CARD_FILE}, no {CHECKPOINTS_DIR}/)")
+    raise CheckpointError(path, "no such run directory or checkpoint")
+
+
+def read_card(path: str | Path) -> dict[str, Any]:
+    """The model card of the checkpoint at ``path`` (any form :func:`resolve_checkpoint` takes)."""
+    card_path = resolve_checkpoint(path) / CARD_FILE
+    try:
+        card = json.loads(card_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(card_path, f"unreadable model card: {exc}") from None
+    if not isinstance(card, dict) or "trainer" not in card:
+        raise CheckpointError(card_path, "not a harmonix model card (no 'trainer')")
+    return card
+
+
+def verify_file(folder: Path, name: str, card: dict[str, Any]) -> Path:
+    """Check a checkpoint file against the size and SHA-256 in its model card."""
+    path = folder / name
+    if not path.is_file():
+        raise CheckpointError(path, "missing")
+    expected = card.get("files", {}).get(name)
+    if expected is None:
+        raise CheckpointError(folder / CARD_FILE, f"does not list {name}")
+    size = path.stat().st_size
+    if size != expected["bytes"]:
+        raise CheckpointError(path, f"truncated or wrong size: {size} bytes, expected "
+                                    f"{expected['bytes']}")
+    if sha256_of(path) != expected["sha256"]:
+        raise CheckpointError(path, "corrupt: SHA-256 does not match the model card")
+    return path
+
+
+def load_tensors(
+    path: str | Path, prefixes: Iterable[str] | None = None, *, verify: bool = True
+) -> dict[str, torch.Tensor]:
+    """Weights of a checkpoint (only keys starting with one of ``prefixes``, if given)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import safe_open
+
+    folder = resolve_checkpoint(path)
+    card = read_card(folder)
+    file = verify_file(folder, MODEL_FILE, card) if verify else folder / MODEL_FILE
+    prefixes = tuple(prefixes) if prefixes is not None else ("",)
+    try:
+        with safe_open(str(file), framework="pt") as fh:
+            return {k: fh.get_tensor(k) for k in fh.keys() if k.startswith(prefixes)}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(file, f"unreadable weights: {exc}") from None
+
+
+def load_training_state(path: str | Path) -> dict[str, Any]:
+    """The resumable state (optimisers, RNG, ...) loaded with ``torch.load(weights_only=True)``."""
+    folder = resolve_checkpoint(path)
+    file = verify_file(folder, STATE_FILE, read_card(folder))
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise CheckpointError(file, f"unreadable training state: {exc}") from None
+
+
+def load_generator(path: str | Path, device: str = "cpu") -> Generator:
+    """Rebuild the (EMA) generator of a run directory or checkpoint via its trainer plugin."""
+    from harmonix.plugins import get_trainer
+
+    folder = resolve_checkpoint(path)
+    card = read_card(folder)
+    return get_trainer(card["trainer"]).load_generator(folder, device=device)

@@ -1,0 +1,236 @@
+"""Train a segmenter plugin on a site, load one, and predict a site's label maps.
+
+The segmenter's checkpoint folder (``model_card.json`` + ``model.safetensors``) names the
+plugin (``"segmenter"``) and the ``PreprocessConfig`` it was trained with (``"preprocess"``), so
+prediction and evaluation preprocess new cases exactly alike.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harmonix.errors import CheckpointError, InputError
+from harmonix.interfaces import Segmenter
+from harmonix.io import atomic_write_json, atomic_write_nifti
+
+CARD_NAME = "model_card.json"
+DEFAULT_FIELD_OF_VIEW = (176, 176, 155)  # mm, harmonix's 1 mm crop
+
+
+def default_preprocess(spacing: float = 1.0, size: int | None = None):
+    """``PreprocessConfig`` at ``spacing`` mm: the 176 x 176 x 155 mm crop, or ``size`` voxels
+    in-plane (the generator's slice size) with the depth of 155 mm."""
+    from harmonix.data.preprocess import PreprocessConfig
+
+    x, y, z = (math.ceil(n / spacing - 1e-6) for n in DEFAULT_FIELD_OF_VIEW)
+    if size is not None:
+        x = y = int(size)
+    return PreprocessConfig(spacing=spacing, crop_shape=(x, y, z))
+
+
+def read_card(path: str | Path) -> dict[str, Any]:
+    """A segmenter checkpoint folder's model card."""
+    path = Path(path)
+    file = path / CARD_NAME if path.is_dir() else path
+    try:
+        card = json.loads(file.read_text())
+    except FileNotFoundError:
+        raise InputError(file, "not found; pass a 'harmonix segment train' folder") from None
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(file, f"unreadable model card: {exc}") from None
+    if not isinstance(card, dict) or not isinstance(card.get("segmenter"), str):
+        raise CheckpointError(file, "not a segmenter model card (no 'segmenter')")
+    return card
+
+
+def load_segmenter(path: str | Path | Segmenter, device: str = "cpu") -> Segmenter:
+    """The segmenter plugin named in the card, rebuilt from its checkpoint folder."""
+    if isinstance(path, Segmenter):
+        return path
+    from harmonix.plugins import get_segmenter
+
+    card = read_card(path)
+    folder = Path(path) if Path(path).is_dir() else Path(path).parent
+    return get_segmenter(card["segmenter"]).load(folder, device=device)
+
+
+def segmenter_preprocess(segmenter: Segmenter):
+    """The ``PreprocessConfig`` a segmenter was trained with (default config if unrecorded)."""
+    from harmonix.data.preprocess import PreprocessConfig
+
+    spec = (getattr(segmenter, "card", None) or {}).get("preprocess")
+    return PreprocessConfig.from_dict(spec) if spec else PreprocessConfig()
+
+
+@dataclass
+class PreparedSite:
+    """The usable cases of a site, preprocessed, and why the others were left out."""
+
+    site: Any
+    cases: list  # PreparedCase
+    skipped: list[tuple[str, str]]
+
+
+def prepare_site(
+    site_dir: str | Path,
+    config,
+    *,
+    sequences: Sequence[str],
+    need_label: bool = True,
+    max_cases: int | None = None,
+    center: str | None = None,
+    on_case: Callable[[str], None] | None = None,
+) -> PreparedSite:
+    """Read a site and preprocess its cases that have ``sequences`` (and a label map if
+    ``need_label``); each other case is skipped with the reason. Raises ``InputError`` if no
+    case is usable."""
+    from harmonix.data.preprocess import preprocess_case
+    from harmonix.data.site import read_site
+
+    site = read_site(site_dir, center=center)
+    cases, skipped = [], []
+    for case in site.cases:
+        if max_cases is not None and len(cases) >= max_cases:
+            break
+        lacking = [s for s in sequences if s not in case.sequences]
+        if not case.ok:
+            skipped.append((case.id, "; ".join(str(p) for p in case.problems)))
+        elif lacking:
+            skipped.append((case.id, f"lacks {', '.join(lacking)}"))
+        elif need_label and case.label is None:
+            skipped.append((case.id, "no label map"))
+        else:
+            try:
+                prepared = preprocess_case(case, config)
+            except (InputError, ValueError) as exc:
+                skipped.append((case.id, f"preprocessing failed: {exc}"))
+                continue
+            prepared.volumes = {s: prepared.volumes[s] for s in sequences}
+            cases.append(prepared)
+        if on_case:
+            on_case(case.id)
+    if not cases:
+        reasons = "; ".join(f"{c}: {r}" for c, r in skipped[:5]) or "no cases"
+        what = f"{', '.join(sequences)}" + (" and a label map" if need_label else "")
+        raise InputError(site_dir, f"no case with {what} ({reasons})")
+    return PreparedSite(site, cases, skipped)
+
+
+def train_segmenter(
+    data: str | Path | Sequence[str | Path],
+    out: str | Path,
+    *,
+    segmenter: str = "segresnet",
+    sequences: Sequence[str] = ("t1", "t1ce", "t2", "flair"),
+    preprocess=None,
+    iters: int = 2000,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    seed: int = 0,
+    resume: bool = False,
+    device: str = "cpu",
+    options: dict[str, Any] | None = None,
+    checkpoint_every: int = 200,
+    progress: bool = True,
+) -> Path:
+    """Train segmenter plugin ``segmenter`` on the complete labelled cases of the site(s)
+    ``data`` and checkpoint it into ``out``; returns ``out``.
+
+    ``preprocess`` defaults to 1 mm (:func:`default_preprocess`); on ``resume`` the card's is
+    used. The site folders are recorded in the card (``training.data``) so that ``harmonix
+    evaluate`` measures the copy strategy's correlations on them.
+    """
+    from harmonix.data.preprocess import PreprocessConfig
+    from harmonix.plugins import get_segmenter
+
+    out = Path(out)
+    sites = [Path(d) for d in ([data] if isinstance(data, (str, Path)) else data)]
+    if resume and (out / CARD_NAME).exists():
+        card = read_card(out)
+        if preprocess is None and card.get("preprocess"):
+            preprocess = PreprocessConfig.from_dict(card["preprocess"])
+    config = preprocess or default_preprocess()
+    cases = []
+    for site_dir in sites:
+        cases += prepare_site(site_dir, config, sequences=sequences).cases
+    model = get_segmenter(segmenter)(sequences, device=device, **(options or {}))
+    model.fit(cases, out, iters=iters, batch_size=batch_size, lr=lr, seed=seed, resume=resume,
+              preprocess=config, checkpoint_every=checkpoint_every, progress=progress)
+    card = read_card(out)
+    card.setdefault("training", {})["data"] = [str(s.resolve()) for s in sites]
+    atomic_write_json(out / CARD_NAME, card)
+    return out
+
+
+def label_file_name(case_id: str, convention: str) -> str:
+    """``CASE_seg.nii.gz`` (BraTS 2019) or ``CASE-seg.nii.gz`` (BraTS 2023 convention)."""
+    return f"{case_id}-seg.nii.gz" if convention == "brats2023" else f"{case_id}_seg.nii.gz"
+
+
+@dataclass(frozen=True)
+class PredictionRow:
+    case: str
+    status: str  # "done" or "failed"
+    file: str = ""
+    message: str = ""
+
+
+def predict_site(
+    site_dir: str | Path,
+    model: str | Path | Segmenter,
+    out: str | Path,
+    *,
+    device: str = "cpu",
+    center: str | None = None,
+    on_case: Callable[[PredictionRow], None] | None = None,
+) -> list[PredictionRow]:
+    """Segment every case of ``site_dir`` and write ``OUT/CASE/CASE_seg.nii.gz`` on the case's
+    own grid, in the site's label convention (atomic writes); a case that lacks a sequence or
+    fails is reported and skipped. ``OUT/predictions.csv`` lists every case."""
+    import pandas as pd
+
+    from harmonix.data.labels import from_canonical
+    from harmonix.data.preprocess import preprocess_case, restore
+    from harmonix.data.site import read_site
+    from harmonix.io import atomic_write_text
+
+    segmenter = load_segmenter(model, device)
+    config = segmenter_preprocess(segmenter)
+    site = read_site(site_dir, center=center)
+    out = Path(out)
+    if out.resolve() == site.root.resolve() or site.root.resolve() in out.resolve().parents:
+        raise InputError(out, "the output folder must not be inside the input site")
+    rows = []
+    for case in site.cases:
+        lacking = [s for s in segmenter.sequences if s not in case.sequences]
+        try:
+            if not case.ok:
+                raise InputError(case.root, "; ".join(str(p) for p in case.problems))
+            if lacking:
+                raise ValueError(f"lacks {', '.join(lacking)}; fill it first with "
+                                 "'harmonix harmonize'")
+            prepared = preprocess_case(case, config)
+            labels = segmenter.predict({s: prepared.volumes[s] for s in segmenter.sequences})
+            image = restore(labels.astype(np.uint8), prepared.record, is_label=True)
+            data = from_canonical(np.asarray(image.dataobj), site.label_convention)
+            image = type(image)(data.astype(np.uint8), image.affine, image.header)
+            image.set_data_dtype(np.uint8)
+            image.header["descrip"] = f"harmonix {getattr(segmenter, 'name', '')} prediction"
+            name = f"{case.id}/{label_file_name(case.id, site.label_convention)}"
+            atomic_write_nifti(out / name, image)
+            row = PredictionRow(case.id, "done", name)
+        except (InputError, ValueError, RuntimeError, OSError) as exc:
+            row = PredictionRow(case.id, "failed", "", str(exc))
+        rows.append(row)
+        if on_case:
+            on_case(row)
+    table = pd.DataFrame([vars(r) for r in rows], columns=["case", "status", "file", "message"])
+    atomic_write_text(out / "predictions.csv", table.to_csv(index=False))
+    return rows

@@ -1,0 +1,160 @@
+"""How a segmenter that needs every sequence gets them when some are missing.
+
+* **complete**: all real sequences (the upper bound; needs no filling);
+* **copy**: each missing sequence replaced by the present one that correlates best with it.
+  Correlations are Pearson's r between two sequences' voxels inside a case's brain mask,
+  averaged over cases (:func:`sequence_correlations`);
+* **generated**: harmonix fills them (:func:`harmonix.harmonize.fill_missing`, the source
+  chosen by ``defaults.source_priority`` as ``harmonix harmonize`` does), each (case, sequence,
+  source) generated once and reused by every scenario that needs it (:class:`GeneratedFiller`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from harmonix.interfaces import Generator
+from harmonix.registry import Target
+
+STRATEGIES = ("complete", "copy", "generated")
+
+
+def parse_strategies(spec: str | Iterable[str]) -> list[str]:
+    """A comma-separated list (or iterable) of strategies, in canonical order."""
+    names = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
+    unknown = [n for n in names if n not in STRATEGIES]
+    if unknown or not names:
+        raise ValueError(f"unknown strategies {unknown or names}; use {', '.join(STRATEGIES)}")
+    return [s for s in STRATEGIES if s in names]
+
+
+# -- copy --------------------------------------------------------------------------------------
+def sequence_correlations(cases: Iterable, sequences: Sequence[str]) -> pd.DataFrame:
+    """Mean over ``cases`` (``PreparedCase``) of Pearson's r inside each case's brain mask.
+
+    Returns a ``sequences x sequences`` table (diagonal 1) with ``attrs["cases"]`` the number of
+    cases it averages.
+    """
+    total = np.zeros((len(sequences), len(sequences)))
+    n = 0
+    for case in cases:
+        voxels = np.stack([case.volumes[s][case.brain_mask] for s in sequences]).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = np.corrcoef(voxels)
+        total += np.nan_to_num(r, nan=0.0)
+        n += 1
+    if not n:
+        raise ValueError("no case to measure sequence correlations on")
+    table = pd.DataFrame(total / n, index=list(sequences), columns=list(sequences))
+    table.index.name = "sequence"
+    table.attrs["cases"] = n
+    return table
+
+
+def copy_sources(
+    correlations: pd.DataFrame, missing: Iterable[str], present: Sequence[str]
+) -> dict[str, str]:
+    """For each missing sequence the present one with the highest correlation (ties: the
+    earlier in ``present``)."""
+    if not present:
+        raise ValueError("copy needs at least one present sequence")
+    return {
+        m: max(present, key=lambda p: (correlations.loc[m, p], -present.index(p)))
+        for m in missing
+    }
+
+
+def copy_fill(volumes: Mapping[str, np.ndarray], sources: Mapping[str, str]) -> dict:
+    """``volumes`` with each missing sequence replaced by its copy source."""
+    filled = {s: v for s, v in volumes.items() if s not in sources}
+    filled.update({m: volumes[src] for m, src in sources.items()})
+    return filled
+
+
+# -- generated ---------------------------------------------------------------------------------
+class GeneratedFiller:
+    """Fills missing sequences with a generator, one (case, sequence, source) at a time, cached.
+
+    ``target`` is the registry target whose domains are generated (restricted to
+    ``sequences``); ``center`` is the cases' center (their source domains).
+    """
+
+    def __init__(
+        self,
+        generator: Generator,
+        target: Target,
+        sequences: Sequence[str],
+        *,
+        center: str | None = None,
+        batch_size: int = 16,
+        seed: int = 0,
+    ):
+        self.generator = generator
+        self.target = dataclasses.replace(target, sequences=tuple(sequences))
+        self.center = center or target.center
+        self.batch_size = batch_size
+        self.seed = seed
+        self._cache: dict[tuple[str, str, str], np.ndarray] = {}
+
+    def check(self) -> None:
+        """Raise ``ValueError`` unless the generator knows every target domain."""
+        lacking = [d for d in self.target.domains if d not in self.generator.domains]
+        if lacking:
+            raise ValueError(f"the generator cannot make {', '.join(lacking)} (its domains: "
+                             f"{', '.join(self.generator.domains)})")
+
+    def plan(self, present: Sequence[str]) -> dict[str, str]:
+        """``{missing sequence: source sequence}`` as ``fill_missing`` would choose."""
+        from harmonix.harmonize import plan_translations
+
+        fills, _, errors = plan_translations(
+            present, self.target, self.generator.domains, center=self.center
+        )
+        if errors:
+            raise ValueError("; ".join(f"{s}: {m}" for s, m in errors.items()))
+        return {t.sequence: t.source for t in fills}
+
+    def volume(self, prepared, sequence: str, source: str) -> np.ndarray:
+        """``sequence`` generated from ``source`` of ``prepared`` (cached)."""
+        from harmonix.harmonize import fill_missing
+
+        key = (prepared.case_id, sequence, source)
+        if key not in self._cache:
+            one = dataclasses.replace(self.target, sequences=(sequence,))
+            made = fill_missing(
+                prepared, self.generator, one, present=[source], sources=[source],
+                center=self.center, batch_size=self.batch_size, seed=self.seed,
+            )
+            self._cache[key] = made[sequence]
+        return self._cache[key]
+
+    def slices(self, prepared, sequence: str, source: str, ks: Sequence[int]) -> np.ndarray:
+        """Only axial slices ``ks`` of ``sequence`` generated from ``source``, ``(len(ks), X, Y)``
+        (what FID needs; not cached)."""
+        from harmonix.harmonize import fill_missing
+
+        mask = np.zeros_like(prepared.brain_mask)
+        mask[:, :, ks] = prepared.brain_mask[:, :, ks]
+        one = dataclasses.replace(self.target, sequences=(sequence,))
+        made = fill_missing(
+            dataclasses.replace(prepared, brain_mask=mask), self.generator, one,
+            present=[source], sources=[source], center=self.center,
+            batch_size=self.batch_size, seed=self.seed,
+        )
+        return np.moveaxis(made[sequence][:, :, ks], -1, 0)
+
+    def fill(self, prepared, present: Sequence[str]) -> tuple[dict[str, np.ndarray], dict]:
+        """(real present + generated missing volumes, ``{missing: source}``)."""
+        sources = self.plan(present)
+        volumes = {s: prepared.volumes[s] for s in present}
+        volumes.update({m: self.volume(prepared, m, src) for m, src in sources.items()})
+        return volumes, sources
+
+    def forget(self, case_id: str) -> None:
+        """Drop a case's cached volumes (the evaluation goes case by case)."""
+        for key in [k for k in self._cache if k[0] == case_id]:
+            del self._cache[key]

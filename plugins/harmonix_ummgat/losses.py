@@ -1,0 +1,202 @@
+"""UMMGAT losses as free functions, following StarGAN-v2's ``core/solver.py``.
+
+Images are in [-1, 1]. ``nets`` is anything with ``E``, ``M``, ``G``, ``D`` attributes (plain,
+DDP-wrapped or compiled modules). Loss terms are returned as detached tensors, so that a training
+step never waits for the device; call ``.item()`` only when logging.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harmonix_ummgat.networks import mask_image
+from harmonix_ummgat.recipe import Recipe
+
+
+def adversarial_loss(logits: torch.Tensor, target: int) -> torch.Tensor:
+    """Non-saturating GAN loss: BCE of the logits against all-real (1) or all-fake (0)."""
+    if target not in (0, 1):
+        raise ValueError(f"target must be 0 or 1, got {target}")
+    logits = logits.float()
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, float(target)))
+
+
+def r1_penalty(d_out: torch.Tensor, x_in: torch.Tensor, gamma: float = 1.0) -> torch.Tensor:
+    """Zero-centred gradient penalty on real images: ``gamma / 2 * E_x ||grad_x D(x)||^2``.
+
+    ``x_in`` must require grad and ``d_out`` must come from it; computed in fp32.
+    """
+    (grad,) = torch.autograd.grad(d_out.float().sum(), x_in, create_graph=True)
+    return 0.5 * gamma * grad.float().pow(2).flatten(1).sum(1).mean()
+
+
+def style_reconstruction_loss(s_pred: torch.Tensor, s_target: torch.Tensor) -> torch.Tensor:
+    """L1 between the style E reads back from a generated image and the style G was given."""
+    return (s_pred.float() - s_target.float()).abs().mean()
+
+
+def cycle_loss(x_rec: torch.Tensor, x_real: torch.Tensor) -> torch.Tensor:
+    """L1 between the image translated there and back and the original."""
+    return (x_rec.float() - x_real.float()).abs().mean()
+
+
+def diversity_loss(x_fake: torch.Tensor, x_fake2: torch.Tensor) -> torch.Tensor:
+    """Style diversification: L1 between two outputs for two styles (maximised; 2nd detached)."""
+    return (x_fake.float() - x_fake2.detach().float()).abs().mean()
+
+
+def has_lesion(mask: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` bool: which ``(B, 1, H, W)`` lesion masks are not empty."""
+    return mask.flatten(1).amax(1) > 0
+
+
+def lesion_style_loss(
+    s_pred: torch.Tensor, s_target: torch.Tensor, weight: torch.Tensor
+) -> torch.Tensor:
+    """L1 between lesion style codes, averaged over the samples with ``weight`` 1.
+
+    Zero (but still connected to the graph) when no sample in the batch has a lesion.
+    """
+    per_sample = (s_pred.float() - s_target.float()).abs().mean(1)
+    weight = weight.to(per_sample.dtype)
+    return (per_sample * weight).sum() / weight.sum().clamp(min=1.0)
+
+
+@torch.no_grad()
+def moving_average(model: nn.Module, ema: nn.Module, beta: float = 0.999) -> None:
+    """EMA update ``ema = beta * ema + (1 - beta) * model`` for every parameter (StarGAN-v2)."""
+    params, params_ema = list(model.parameters()), list(ema.parameters())
+    if len(params) != len(params_ema):
+        raise ValueError("the model and its EMA copy have different parameters")
+    torch._foreach_lerp_(params_ema, [p.detach() for p in params], 1.0 - beta)
+
+
+def _autocast(x: torch.Tensor, amp: bool):
+    return torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp)
+
+
+def _encode(E: nn.Module, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
+    """Run E once on several ``(images, heads)`` batches (E has no batch statistics)."""
+    codes = E(torch.cat([x for x, _ in pairs]), torch.cat([y for _, y in pairs]))
+    return list(codes.split([x.shape[0] for x, _ in pairs]))
+
+
+def compute_d_loss(
+    nets,
+    recipe: Recipe,
+    x_real: torch.Tensor,
+    y_org: torch.Tensor,
+    y_trg: torch.Tensor,
+    *,
+    z_trg: torch.Tensor | None = None,
+    x_ref: torch.Tensor | None = None,
+    amp: bool = False,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """D's loss for a latent-guided (``z_trg``) or reference-guided (``x_ref``) step.
+
+    The real pass and R1 run in fp32; the fake pass may run under bf16 autocast.
+    """
+    if (z_trg is None) == (x_ref is None):
+        raise ValueError("give exactly one of z_trg (latent-guided) or x_ref (reference-guided)")
+    x_real = x_real.detach().requires_grad_(True)
+    out = nets.D(x_real, y_org)
+    loss_real = adversarial_loss(out, 1)
+    loss_reg = r1_penalty(out, x_real, recipe.r1_gamma)
+
+    with torch.no_grad(), _autocast(x_real, amp):
+        s_trg = nets.M(z_trg, y_trg) if z_trg is not None else nets.E(x_ref, y_trg)
+        x_fake = nets.G(x_real.detach(), s_trg)
+    with _autocast(x_real, amp):
+        out = nets.D(x_fake, y_trg)
+    loss_fake = adversarial_loss(out, 0)
+
+    loss = loss_real + loss_fake + loss_reg
+    terms = {"real": loss_real, "fake": loss_fake, "r1": loss_reg}
+    return loss, {k: v.detach() for k, v in terms.items()}
+
+
+def compute_g_loss(
+    nets,
+    recipe: Recipe,
+    x_real: torch.Tensor,
+    y_org: torch.Tensor,
+    y_trg: torch.Tensor,
+    *,
+    num_domains: int,
+    z_trgs: tuple[torch.Tensor, torch.Tensor] | None = None,
+    x_refs: tuple[torch.Tensor, torch.Tensor] | None = None,
+    lesion: torch.Tensor | None = None,
+    lesion_ref: torch.Tensor | None = None,
+    lambda_ds: float | None = None,
+    amp: bool = False,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """G's (and, in the latent-guided step, M's and E's) loss, as in StarGAN-v2, plus LAM.
+
+    Lesion style reconstruction (``recipe.lam``): E's lesion head ``y_trg + N`` applied to the
+    generated image inside the *source* lesion mask (G preserves anatomy) must give the target
+    lesion style: the mapper's style in the latent-guided step, and E's lesion head on the
+    reference's lesion region in the reference-guided step (samples without a lesion, in the
+    source or in that reference, do not count).
+    """
+    if (z_trgs is None) == (x_refs is None):
+        raise ValueError("give exactly one of z_trgs (latent-guided) or x_refs (reference-guided)")
+    lambda_ds = recipe.lambda_ds if lambda_ds is None else lambda_ds
+    lam = recipe.lam and lesion is not None
+    if lam and x_refs is not None and lesion_ref is None:
+        raise ValueError("the reference-guided LAM loss needs the reference's lesion mask")
+    terms: dict[str, torch.Tensor] = {}
+
+    with _autocast(x_real, amp):
+        # target style: from the mapper, or encoded from references (with their lesion style)
+        if z_trgs is not None:
+            s_trg = nets.M(z_trgs[0], y_trg)
+            s_les_trg = s_trg
+            les_weight = has_lesion(lesion) if lam else None
+        else:
+            pairs = [(x_refs[0], y_trg)]
+            if lambda_ds > 0:
+                pairs.append((x_refs[1], y_trg))
+            if lam:
+                pairs.append((mask_image(x_refs[0], lesion_ref), y_trg + num_domains))
+            codes = _encode(nets.E, pairs)
+            s_trg = codes[0]
+            s_trg2 = codes[1] if lambda_ds > 0 else None
+            if lam:
+                s_les_trg = codes[-1].detach()
+                les_weight = has_lesion(lesion) & has_lesion(lesion_ref)
+
+        x_fake = nets.G(x_real, s_trg)
+        loss_adv = adversarial_loss(nets.D(x_fake, y_trg), 1)
+
+        # style reconstruction, the source style for the cycle and (LAM) the lesion style
+        pairs = [(x_fake, y_trg), (x_real, y_org)]
+        if lam:
+            pairs.append((mask_image(x_fake, lesion), y_trg + num_domains))
+        codes = _encode(nets.E, pairs)
+        s_pred, s_org = codes[0], codes[1]
+        loss_sty = style_reconstruction_loss(s_pred, s_trg)
+        loss = loss_adv + recipe.lambda_sty * loss_sty
+        terms.update(adv=loss_adv, sty=loss_sty)
+
+        if lam:
+            loss_les = lesion_style_loss(codes[2], s_les_trg, les_weight)
+            loss = loss + recipe.lambda_les * loss_les
+            terms["les"] = loss_les
+
+        if lambda_ds > 0:
+            with torch.no_grad():  # the second output is a fixed target (StarGAN-v2 detaches it)
+                if z_trgs is not None:
+                    s_trg2 = nets.M(z_trgs[1], y_trg)
+                x_fake2 = nets.G(x_real, s_trg2.detach())
+            loss_ds = diversity_loss(x_fake, x_fake2)
+            loss = loss - lambda_ds * loss_ds
+            terms["ds"] = loss_ds
+
+        x_rec = nets.G(x_fake, s_org)
+        loss_cyc = cycle_loss(x_rec, x_real)
+        loss = loss + recipe.lambda_cyc * loss_cyc
+        terms["cyc"] = loss_cyc
+
+    return loss, {k: v.detach() for k, v in terms.items()}

@@ -1,0 +1,327 @@
+"""Evaluation: scenarios, the copy and generated strategies, and the report end to end."""
+
+from __future__ import annotations
+
+import json
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy.stats import wilcoxon
+
+from harmonix.data.preprocess import PreprocessConfig, preprocess_case
+from harmonix.data.site import read_site
+from harmonix.data.synth import synthesize_site
+from harmonix.evaluate.scenarios import (
+    SEQUENCES,
+    fixed_scenarios,
+    parse_kinds,
+    random_distribution,
+    random_missing,
+)
+from harmonix.evaluate.strategies import (
+    GeneratedFiller,
+    copy_fill,
+    copy_sources,
+    parse_strategies,
+    sequence_correlations,
+)
+from harmonix.interfaces import Generator
+from harmonix.registry import load_registry
+
+CONFIG = PreprocessConfig(spacing=4.0, crop_shape=(48, 48, 39))
+
+
+# -- scenarios ---------------------------------------------------------------------------------
+def test_fixed_scenarios_are_the_14_distinct_subsets():
+    scenarios = fixed_scenarios()
+    assert len(scenarios) == 14
+    assert len({s.missing for s in scenarios}) == 14 and len({s.name for s in scenarios}) == 14
+    sizes = pd.Series([len(s.missing) for s in scenarios]).value_counts().to_dict()
+    assert sizes == {1: 4, 2: 6, 3: 4}
+    assert {s.kind for s in scenarios if len(s.missing) == 2} == {"double"}
+    assert all(s.missing < set(SEQUENCES) and s.missing for s in scenarios)
+    assert [len(fixed_scenarios(kinds=[k])) for k in ("single", "double", "triple")] == [4, 6, 4]
+    assert parse_kinds("all") == ["single", "double", "triple", "random", "cross-center"]
+    assert parse_kinds("triple,single") == ["single", "triple"]
+    with pytest.raises(ValueError, match="quadruple"):
+        parse_kinds("quadruple")
+    assert parse_strategies("generated,copy") == ["copy", "generated"]
+    with pytest.raises(ValueError, match="zero"):
+        parse_strategies("zero")
+
+
+def test_random_missing_keeps_one_loses_at_most_three_and_follows_the_seed():
+    ids = [f"case{i:03d}" for i in range(600)]
+    drawn = random_missing(ids, seed=7)
+    assert all(1 <= len(m) <= 3 and m < set(SEQUENCES) for m in drawn.values())
+    assert drawn == random_missing(ids, seed=7)
+    assert drawn != random_missing(ids, seed=8)
+    assert len(set(drawn.values())) == 14  # every fixed set can be drawn
+    table = random_distribution(drawn)
+    sets = table[table["what"] == "missing set"]
+    assert len(sets) == 14 and sets["cases"].sum() == len(ids)
+    counts = table[table["what"] == "number missing"].set_index("value")["cases"]
+    assert counts.sum() == len(ids)
+    assert counts["2"] == sum(len(m) == 2 for m in drawn.values())
+
+
+# -- strategies --------------------------------------------------------------------------------
+def _case(case_id, volumes, mask):
+    return SimpleNamespace(case_id=case_id, volumes=volumes, brain_mask=mask, label=None)
+
+
+def test_copy_follows_the_measured_correlation_order():
+    rng = np.random.default_rng(0)
+    mask = np.zeros((20, 20, 10), bool)
+    mask[3:17, 3:17, 2:8] = True
+    cases = []
+    for i in range(3):
+        a = rng.normal(size=mask.shape)
+        volumes = {
+            "t1": a,
+            "t1ce": a + 0.3 * rng.normal(size=mask.shape),  # r ~ 0.96 with t1
+            "flair": a + 1.0 * rng.normal(size=mask.shape),  # r ~ 0.7 with t1
+            "t2": rng.normal(size=mask.shape),  # r ~ 0
+        }
+        cases.append(_case(f"c{i}", {k: (v * 20 + 100) * mask for k, v in volumes.items()}, mask))
+    table = sequence_correlations(cases, SEQUENCES)
+    expected = np.mean([np.corrcoef(c.volumes["t1"][mask], c.volumes["flair"][mask])[0, 1]
+                        for c in cases])
+    assert table.loc["t1", "flair"] == pytest.approx(expected)
+    assert table.attrs["cases"] == 3
+    assert table.loc["t1", "t1ce"] > table.loc["t1", "flair"] > 0.5 > abs(table.loc["t1", "t2"])
+
+    assert copy_sources(table, ["t1"], ["t1ce", "t2", "flair"]) == {"t1": "t1ce"}
+    assert copy_sources(table, ["t1", "t1ce"], ["t2", "flair"]) == {"t1": "flair",
+                                                                   "t1ce": "flair"}
+    assert copy_sources(table, ["flair"], ["t2", "t1ce"]) == {"flair": "t1ce"}
+    filled = copy_fill(cases[0].volumes, {"t1": "t1ce"})
+    assert filled["t1"] is cases[0].volumes["t1ce"] and filled["t2"] is cases[0].volumes["t2"]
+
+
+class CountingGenerator(Generator):
+    """A stand-in generator: intensity curves per target, codes from simple statistics."""
+
+    def __init__(self, domains, image_size=48):
+        self.domains, self.image_size, self.card, self.calls = list(domains), image_size, {}, 0
+
+    def translate(self, images, source, target, *, reference=None, seed=0):
+        self.calls += 1
+        gamma = 0.5 + 0.4 * (self.domains.index(target) % 4)
+        return 255.0 * (images / 255.0).clamp(0, 1) ** gamma
+
+    def style_codes(self, images, domain, *, lesion=False):
+        x = images.flatten(1) / 255.0
+        return torch.stack([x.mean(1), x.std(1)], 1)
+
+
+def test_generated_filler_plans_like_harmonize_and_generates_each_pair_once():
+    target = load_registry().target("brats")
+    generator = CountingGenerator(target.domains)
+    filler = GeneratedFiller(generator, target, SEQUENCES, batch_size=64)
+    mask = np.zeros((8, 8, 4), bool)
+    mask[2:6, 2:6, :] = True
+    case = _case("c0", {s: np.full(mask.shape, 100.0, np.float32) * mask for s in SEQUENCES},
+                 mask)
+    # registry source_priority: t1, t2, flair, t1ce
+    assert filler.plan(["t2", "t1ce"]) == {"t1": "t2", "flair": "t2"}
+    volumes, sources = filler.fill(case, ["t2", "t1ce"])
+    assert sources == {"t1": "t2", "flair": "t2"} and volumes["t2"] is case.volumes["t2"]
+    assert generator.calls == 2
+    filler.fill(case, ["t2"])  # t1 and flair from t2 again (cached), t1ce from t2 (new)
+    assert generator.calls == 3
+    expected = 255.0 * (100 / 255.0) ** (0.5 + 0.4 * (generator.domains.index("brats/flair") % 4))
+    assert np.allclose(volumes["flair"][mask], expected, rtol=1e-5)
+    filler.forget("c0")
+    filler.fill(case, ["t2"])
+    assert generator.calls == 6
+    with pytest.raises(ValueError, match="brats/flair"):
+        GeneratedFiller(CountingGenerator(["brats/t1", "brats/t2"]), target, SEQUENCES).check()
+
+
+# -- end to end --------------------------------------------------------------------------------
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny 48x48 networks: intra-op threads cost more in synchronisation than they save, and
+    many times more when other processes share the 2 cores (measured: scenarios 5 s with one
+    thread, 58 s with two under load)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A training site, a test site and a local site; a UMMGAT run (2 iterations) and a 2D
+    U-Net segmenter (3 iterations) trained on them."""
+    from harmonix.evaluate.segmentation import train_segmenter
+    from harmonix.plugins import get_trainer
+
+    root = tmp_path_factory.mktemp("evaluate")
+    train = synthesize_site(root / "train", 2, center="brats", seed=0, spacing=4.0, workers=1)
+    test = synthesize_site(root / "test", 3, center="brats", seed=1, spacing=4.0, workers=1)
+    local = synthesize_site(root / "local", 2, center="local", seed=2, spacing=4.0, workers=1)
+    generator = get_trainer("ummgat").train(
+        out=root / "gen", data=[train, local], backbone="swin",
+        backbone_options={"preset": "tiny"}, iters=2, batch=2, size=48, spacing=4.0,
+        pairing="all", style_dim=16, latent_dim=8, checkpoint_every=2, sample_every=1000,
+        progress=False,
+    )
+    segmenter = train_segmenter(train, root / "seg", segmenter="unet2d", preprocess=CONFIG,
+                                iters=3, options={"channels": (4, 8, 16)}, progress=False)
+    return SimpleNamespace(root=root, train=train, test=test, local=local,
+                           generator=generator, segmenter=segmenter)
+
+
+def _dice(prediction, truth, values):
+    p, t = np.isin(prediction, values), np.isin(truth, values)
+    total = p.sum() + t.sum()
+    return 1.0 if total == 0 else 2.0 * (p & t).sum() / total
+
+
+REGION_VALUES = {"WT": [1, 2, 4], "TC": [1, 4], "ET": [4]}
+
+
+def test_evaluate_end_to_end_writes_the_numbers_it_computed(world, monkeypatch):
+    from harmonix import load_generator
+    from harmonix.evaluate.run import evaluate, load_results
+    from harmonix.evaluate.segmentation import load_segmenter
+    from harmonix.harmonize import fill_missing
+    from harmonix.plugins import get_metric
+
+    monkeypatch.setitem(sys.modules, "umap", None)  # umap-learn is optional: skipped with a note
+    out = world.root / "report"
+    result = evaluate(world.test, segmenter=world.segmenter, generator=world.generator,
+                      generator_no_lam=world.generator, cross_center_data=world.local, out=out,
+                      fid_slices=2, overlays=1, seed=5, progress=False)
+    for name in ("results.csv", "report.md", "table1_median_dice.csv", "wilcoxon.csv",
+                 "friedman.csv", "dunn.csv", "correlations.csv", "random_missing.csv", "fid.csv",
+                 "image_quality.csv", "evaluation.json", "boxplots_dice.png",
+                 "fid_heatmap.png"):
+        assert (out / name).is_file(), name
+    assert len(list((out / "overlays").glob("*.png"))) == 1
+    settings = json.loads((out / "evaluation.json").read_text())
+    assert any("umap-learn is not importable" in n for n in settings["notes"])
+    assert any("--generator-no-lam's model card says lam=True" in n for n in settings["notes"])
+    assert "the segmenter's training site(s)" in (out / "report.md").read_text()
+
+    results = load_results(out)
+    assert results.equals(result.results.astype({c: str for c in results.columns
+                                                 if c != "value"}))
+    dice = results[results["metric"] == "dice"]
+    fixed = dice[dice["kind"].isin(["single", "double", "triple"])]
+    assert fixed["scenario"].nunique() == 14
+    assert set(fixed["strategy"]) == {"complete", "copy", "generated"}
+    assert len(fixed) == 14 * 3 * 3 * 3  # scenarios x strategies x regions x cases
+
+    # recompute one case and one scenario independently
+    case = read_site(world.test).cases[2]
+    prepared = preprocess_case(case, CONFIG)
+    segmenter = load_segmenter(world.segmenter)
+    generator = load_generator(world.generator)
+    correlations = pd.read_csv(out / "correlations.csv", index_col=0)
+    present = ["t1", "t2"]
+    sources = {m: max(present, key=lambda p: correlations.loc[m, p]) for m in ("t1ce", "flair")}
+    copied = {**prepared.volumes, **{m: prepared.volumes[s] for m, s in sources.items()}}
+    made = fill_missing(prepared, generator, "brats", present=present, seed=5)
+    generated = {**{s: prepared.volumes[s] for s in present}, **made}
+    rows = dice[(dice["case"] == case.id) & (dice["scenario"] == "missing t1ce+flair")]
+    for strategy, volumes in (("copy", copied), ("generated", generated),
+                              ("complete", prepared.volumes)):
+        labels = segmenter.predict(volumes)
+        for region, values in REGION_VALUES.items():
+            row = rows[(rows["strategy"] == strategy) & (rows["region"] == region)]
+            assert len(row) == 1
+            assert row["value"].item() == pytest.approx(
+                _dice(labels, prepared.label, values), abs=1e-9), (strategy, region)
+    ssim = results[(results["case"] == case.id) & (results["scenario"] == "missing t1ce+flair")
+                   & (results["strategy"] == "generated") & (results["metric"] == "ssim")
+                   & (results["sequence"] == "flair")]
+    assert ssim["source"].item() == "t1"
+    assert ssim["value"].item() == pytest.approx(get_metric("ssim").compute(
+        made["flair"], prepared.volumes["flair"], mask=prepared.brain_mask), abs=1e-9)
+
+    # the statistics files hold statistics of those numbers
+    table1 = pd.read_csv(out / "table1_median_dice.csv", header=[0, 1], index_col=0)
+    scenario_rows = fixed[(fixed["scenario"] == "missing t2") & (fixed["strategy"] == "copy")
+                          & (fixed["region"] == "WT")]
+    assert table1.loc["missing t2", ("copy", "WT")] == pytest.approx(
+        scenario_rows["value"].median())
+    tests = pd.read_csv(out / "wilcoxon.csv")
+    report = (out / "report.md").read_text()
+    pairs = fixed[(fixed["scenario"] == "missing t1") & (fixed["region"] == "WT")].pivot(
+        index="case", columns="strategy", values="value")
+    row = tests[(tests["scenario"] == "missing t1") & (tests["region"] == "WT")]
+    if (pairs["generated"] != pairs["copy"]).any():
+        assert row["p_value"].item() == pytest.approx(
+            wilcoxon(pairs["generated"], pairs["copy"]).pvalue)
+    for scenario in fixed["scenario"].unique():
+        assert f"**{scenario}** —" in report
+    assert "Holm p" in report
+
+    # random missing: the seeded draw, reported
+    drawn = random_missing([c.id for c in read_site(world.test).cases], seed=5)
+    random_rows = dice[(dice["scenario"] == "random") & (dice["strategy"] == "copy")]
+    for case_id, missing in drawn.items():
+        text = "+".join(s for s in SEQUENCES if s in missing)
+        assert set(random_rows[random_rows["case"] == case_id]["missing"]) == {text}
+    distribution = pd.read_csv(out / "random_missing.csv")
+    assert distribution[distribution["what"] == "number missing"]["cases"].sum() == 3
+
+    # cross-center: WT only, three strategies, both local cases
+    cross = dice[dice["kind"] == "cross-center"]
+    assert set(cross["region"]) == {"WT"}
+    assert set(cross["strategy"]) == {"copy", "generated", "generated-noalign"}
+    assert len(cross) == 2 * 3
+
+    # FID: a real-vs-real baseline per sequence, every pair for both generators
+    fid = results[(results["metric"] == "fid") & (results["kind"] == "fid")]
+    assert len(fid[fid["strategy"] == "real"]) == 4
+    for label in ("lam", "no-lam"):
+        pairs = fid[(fid["strategy"] == "generated") & (fid["generator"] == label)]
+        assert len(pairs) == 12 and np.isfinite(pairs["value"]).all()
+
+
+def test_umap_figure_and_codes(tmp_path):
+    from harmonix.evaluate.codes import collect_codes, umap_embedding
+    from harmonix.evaluate.report import plot_umap
+
+    generator = CountingGenerator(["brats/t1", "brats/t2"])
+    rng = np.random.default_rng(0)
+    groups = [("brats/t1", "real", "real", rng.uniform(0, 255, (5, 8, 8))),
+              ("brats/t1", "generated", "t2", rng.uniform(0, 100, (3, 8, 8)))]
+    table, codes = collect_codes(generator, groups)
+    assert codes.shape == (8, 2) and list(table["kind"]) == ["real"] * 5 + ["generated"] * 3
+    assert codes[0, 0] == pytest.approx(groups[0][3][0].mean() / 255.0, rel=1e-5)
+    assert umap_embedding(codes[:3])[0] is None
+    table[["x", "y"]] = codes
+    assert plot_umap(table, tmp_path / "umap.png").stat().st_size > 0
+
+
+def test_evaluate_cli(cli, world, tmp_path):
+    result = cli("segment", "train", "--data", world.train, "--out", tmp_path / "seg",
+                 "--segmenter", "unet2d", "--iters", "1", "--preprocess-like", world.generator,
+                 "--option", "channels=4,8")
+    assert result.exit_code == 0, result.output
+    card = json.loads((tmp_path / "seg" / "model_card.json").read_text())
+    assert card["preprocess"] == CONFIG.to_dict()  # the generator's: 4 mm, 48 x 48 x 39
+
+    out = tmp_path / "report"
+    result = cli("evaluate", "--data", world.test, "--segmenter", world.segmenter, "--out", out,
+                 "--scenarios", "single", "--strategies", "complete,copy", "--fid-slices", "0",
+                 "--no-umap", "--hd95", "--max-cases", "2")
+    assert result.exit_code == 0, result.output
+    results = pd.read_csv(out / "results.csv", keep_default_na=False)
+    hd95 = results[results["metric"] == "hd95"]
+    assert set(hd95["region"]) == {"WT", "TC", "ET"}
+    assert len(hd95) == 4 * 2 * 3 * 2  # scenarios x strategies x regions x cases
+    assert "median Dice" in result.output and "report:" in result.output
+
+    result = cli("evaluate", "--data", world.test, "--segmenter", world.segmenter, "--out",
+                 tmp_path / "other", "--strategies", "generated")
+    assert result.exit_code == 1 and "--generator" in result.output
