@@ -205,6 +205,17 @@ def test_swin_default_tiles_176_with_shifted_windows_of_11():
     assert shifted == {(44, 44), (22, 22)}  # at 11x11 one window covers all: nothing to shift
 
 
+def test_swin_small_tiles_64_with_windows_of_8_at_2_mm_patches():
+    from timm.models.swin_transformer import SwinTransformerBlock
+
+    net = harmonix.build_backbone("swin", img_size=64, preset="small").eval()
+    blocks = [m for m in net.modules() if isinstance(m, SwinTransformerBlock)]
+    assert {tuple(b.input_resolution) for b in blocks} == {(32, 32), (16, 16), (8, 8)}
+    assert {b.window_size for b in blocks} == {(8, 8)}
+    with torch.no_grad():
+        assert net(torch.rand(2, 1, 64, 64), torch.randn(2, 64)).shape == (2, 1, 64, 64)
+
+
 def test_example_plugin_is_listed_with_its_distribution_and_builds(cli, monkeypatch):
     from harmonix.cli.app import console
 

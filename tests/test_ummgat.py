@@ -250,7 +250,7 @@ def batch(cfg: ModelConfig, b: int = 4, seed: int = 0) -> Batch:
 def test_a_step_trains_every_network_and_moves_the_ema_by_one_minus_beta():
     torch.manual_seed(0)
     cfg = config(4)
-    solver = Solver(cfg, Recipe(ema_beta=0.9, mapper_lr=1e-4))
+    solver = Solver(cfg, Recipe(ema_beta=0.9, ema_warmup=False, mapper_lr=1e-4))
     start = {k: v.clone() for k, v in solver.state_tensors().items()}
     losses = solver.step(batch(cfg), 0)
     assert {"D/latent_r1", "D/ref_fake", "G/latent_cyc", "G/ref_sty", "G/latent_les"} <= set(losses)
@@ -366,3 +366,12 @@ def test_generator_translates_latent_and_reference_guided(saved, tmp_path):
 def test_nets_container_skips_the_missing_discriminator():
     nets = build_nets(config(4), discriminator=False)
     assert set(nets.named()) == {"E", "M", "G"} and isinstance(nets, Nets)
+
+
+def test_ema_warm_up_rises_to_the_recipe_decay_and_can_be_switched_off():
+    recipe = Recipe(ema_beta=0.999)
+    decays = [recipe.ema_beta_at(t) for t in range(0, 20_000, 50)]
+    assert decays[0] == pytest.approx(0.1)  # the first update mostly replaces the random init
+    assert all(a <= b for a, b in zip(decays, decays[1:]))
+    assert decays[-1] == 0.999 and recipe.ema_beta_at(9000) == 0.999
+    assert Recipe(ema_beta=0.999, ema_warmup=False).ema_beta_at(0) == 0.999

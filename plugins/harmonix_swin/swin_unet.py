@@ -41,6 +41,15 @@ PRESETS: dict[str, dict[str, Any]] = {
         window_size=11,
         mlp_ratio=4.0,
     ),
+    # for CPU demos at 64x64: patches of 2 -> 32x32 tokens, windows of 8 tile 32, 16 and 8
+    "small": dict(
+        patch_size=2,
+        embed_dim=32,
+        depths=(2, 2, 2),
+        num_heads=(1, 2, 4),
+        window_size=8,
+        mlp_ratio=2.0,
+    ),
     # for tests: 32x32 -> 8x8 tokens, one shifted-window block per level
     "tiny": dict(
         patch_size=4,
@@ -225,7 +234,7 @@ def build_swin_unet(
     preset: str = "default",
     **options: Any,
 ) -> SwinUnet:
-    """The ``swin`` factory: a preset (``"default"`` or ``"tiny"``) with ``options`` over it."""
+    """The ``swin`` factory: a preset (``"default"``, ``"small"``, ``"tiny"``) with ``options`` over it."""
     if preset not in PRESETS:
         raise ValueError(f"unknown swin preset '{preset}'; presets are {', '.join(PRESETS)}")
     config = {**PRESETS[preset], **options}

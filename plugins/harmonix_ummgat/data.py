@@ -96,11 +96,13 @@ class BatchSource:
                      to_unit(x_ref2.float()), binary[1], binary[2], z_trg, z_trg2)
 
     def fixed_sources(self) -> tuple[torch.Tensor, list[str]]:
-        """One slice per domain (the middle one, not flipped), 0..255, for sample grids."""
-        indices, names = [], []
+        """One slice per domain (not flipped), 0..255, for sample grids: of up to 32 evenly
+        spaced candidates, the one with the most brain, so that grids show whole slices."""
+        images, names = [], []
         for k in self.present.tolist():
             pool = self.by_domain[k]
-            indices.append(int(pool[len(pool) // 2]))
+            picks = np.unique(np.linspace(0, len(pool) - 1, min(32, len(pool))).astype(int))
+            candidates = [self.dataset.load(int(pool[i]), flip=False)["image"] for i in picks]
+            images.append(max(candidates, key=lambda image: int((image > 0).sum())))
             names.append(self.domains[k])
-        images = torch.stack([self.dataset.load(i, flip=False)["image"] for i in indices])
-        return images.float(), names
+        return torch.stack(images).float(), names

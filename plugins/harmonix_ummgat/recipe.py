@@ -18,6 +18,7 @@ class Recipe:
     beta2: float = 0.99
     weight_decay: float = 1e-4
     ema_beta: float = 0.999  # EMA of E, M and G (not D)
+    ema_warmup: bool = True  # decay (1 + t) / (10 + t) until it reaches ema_beta
     r1_gamma: float = 1.0  # R1 = gamma / 2 * E||grad D(x_real)||^2
     lambda_sty: float = 1.0
     lambda_cyc: float = 1.0
@@ -31,6 +32,15 @@ class Recipe:
         if self.lambda_ds <= 0:
             return 0.0
         return max(0.0, self.lambda_ds * (1.0 - iteration / self.ds_iters))
+
+    def ema_beta_at(self, iteration: int) -> float:
+        """The EMA decay at ``iteration`` (0-based). With warm-up (as TensorFlow's
+        ExponentialMovingAverage with ``num_updates``), the average forgets the random
+        initial weights within the first few hundred iterations instead of ~5000, so short
+        runs sample from trained weights; from iteration ~9000 on it is ``ema_beta``."""
+        if not self.ema_warmup:
+            return self.ema_beta
+        return min(self.ema_beta, (1.0 + iteration) / (10.0 + iteration))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -159,8 +159,9 @@ class Solver:
         self.optims["G"].step()
         losses.update({f"G/ref_{k}": v for k, v in terms.items()})
 
+        beta = recipe.ema_beta_at(iteration)
         for name in EMA_NETS:
-            moving_average(getattr(self.modules, name), getattr(self.ema, name), recipe.ema_beta)
+            moving_average(getattr(self.modules, name), getattr(self.ema, name), beta)
         return losses
 
     # -- state -----------------------------------------------------------------------------
