@@ -372,6 +372,6 @@ def test_ema_warm_up_rises_to_the_recipe_decay_and_can_be_switched_off():
     recipe = Recipe(ema_beta=0.999)
     decays = [recipe.ema_beta_at(t) for t in range(0, 20_000, 50)]
     assert decays[0] == pytest.approx(0.1)  # the first update mostly replaces the random init
-    assert all(a <= b for a, b in zip(decays, decays[1:]))
+    assert all(a <= b for a, b in zip(decays, decays[1:], strict=False))
     assert decays[-1] == 0.999 and recipe.ema_beta_at(9000) == 0.999
     assert Recipe(ema_beta=0.999, ema_warmup=False).ema_beta_at(0) == 0.999

@@ -234,7 +234,7 @@ def build_swin_unet(
     preset: str = "default",
     **options: Any,
 ) -> SwinUnet:
-    """The ``swin`` factory: a preset (``"default"``, ``"small"``, ``"tiny"``) with ``options`` over it."""
+    """The ``swin`` factory: a preset (default, small, tiny) with ``options`` over it."""
     if preset not in PRESETS:
         raise ValueError(f"unknown swin preset '{preset}'; presets are {', '.join(PRESETS)}")
     config = {**PRESETS[preset], **options}
