@@ -66,3 +66,16 @@ def test_rerun_resumes_finished_stages(demo_run):
     run_demo(out, profile="smoke", seed=0)
     assert json.loads(card.read_text())["iteration"] == iteration == PROFILES["smoke"].iters
     assert {p: p.stat().st_mtime_ns for p in weights} == before
+
+
+def test_paper_profile_is_the_papers_recipe():
+    paper = PROFILES["paper"]
+    assert (paper.spacing, paper.crop_shape) == (1.0, (176, 176, 155))
+    assert (paper.batch, paper.iters, paper.backbone) == (8, 20_000, "swin")
+    assert not paper.train_options  # the recipe's defaults: lr 1e-4, Adam(0, 0.99), EMA 0.999
+
+
+def test_cli_rejects_an_unknown_profile(cli, tmp_path):
+    result = cli("demo", "--out", tmp_path / "demo", "--profile", "huge")
+    assert result.exit_code != 0 and "unknown profile 'huge'" in result.output
+    assert not (tmp_path / "demo").exists()

@@ -161,6 +161,23 @@ def test_cli_trains_resumes_and_writes_a_readable_run(brats, tmp_path, cli):
     assert bad.exit_code != 0 and "KEY=VALUE" in bad.output
 
 
+@pytest.mark.parametrize("backbone", ["convnext", "attention-unet"])
+def test_backbone_swaps_from_the_cli_and_is_rebuilt_from_the_card(brats, tmp_path, cli, backbone):
+    site, _ = brats
+    run = tmp_path / backbone
+    result = cli("train", "--data", site, "--out", run, "--backbone", backbone,
+                 "--backbone-option", "preset=tiny", "--iters", "1", "--batch", "2",
+                 "--size", SIZE, "--spacing", SPACING, "--pairing", "all", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    card = ckpt.read_card(run)
+    assert card["backbone"] == {"name": backbone, "options": {"preset": "tiny"}}
+    generator = harmonix.load_generator(run)
+    expected = type(harmonix.build_backbone(backbone, img_size=SIZE, preset="tiny"))
+    assert type(generator.nets.G.backbone) is expected
+    out = generator.translate(torch.full((2, 1, SIZE, SIZE), 80.0), "brats/t1", "brats/flair")
+    assert out.shape == (2, 1, SIZE, SIZE) and torch.isfinite(out).all()
+
+
 # -- learning ----------------------------------------------------------------------------------
 CSF, WM = 1, 3  # synth's truth tissue classes
 
