@@ -46,3 +46,20 @@ def from_canonical(labels, convention: str, registry: Registry | None = None) ->
     values = _convention(convention, registry)
     mapping = {CANONICAL[name]: values[name] for name in LABEL_NAMES}
     return _relabel(labels, mapping, "the canonical labels")
+
+
+def region_masks(labels, registry: Registry | None = None) -> dict[str, np.ndarray]:
+    """Boolean mask per tumour region of ``registry.yaml: regions`` (WT = NCR+ED+ET, TC = NCR+ET,
+    ET) of a canonical label map; non-canonical values raise ``ValueError``."""
+    registry = registry or load_registry()
+    labels = np.asarray(labels)
+    unknown = sorted(set(np.unique(labels).tolist()) - {0, *CANONICAL.values()})
+    if unknown:
+        allowed = ", ".join(map(str, [0, *CANONICAL.values()]))
+        raise ValueError(
+            f"label values {unknown} are not canonical ({allowed}); convert the site's labels first"
+        )
+    return {
+        region: np.isin(labels, [CANONICAL[name] for name in members])
+        for region, members in registry.regions.items()
+    }

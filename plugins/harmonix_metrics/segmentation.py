@@ -16,30 +16,11 @@ from typing import ClassVar
 
 import numpy as np
 
+from harmonix.data.labels import region_masks
 from harmonix.interfaces import Metric
-from harmonix.registry import Registry, load_registry
-
-CANONICAL_CONVENTION = "brats2019"
+from harmonix.registry import Registry
 
 Spacing = float | Sequence[float]
-
-
-def region_masks(label_map: np.ndarray, registry: Registry | None = None) -> dict[str, np.ndarray]:
-    """Boolean mask per registry region (WT, TC, ET) of a canonical label map."""
-    registry = registry or load_registry()
-    values = registry.label_values(CANONICAL_CONVENTION)
-    label_map = np.asarray(label_map)
-    present = np.unique(label_map)
-    unknown = sorted(set(present.tolist()) - {0, *values.values()})
-    if unknown:
-        raise ValueError(
-            f"label values {unknown} are not canonical "
-            f"(0, {', '.join(map(str, values.values()))}); convert the site's labels first"
-        )
-    return {
-        region: np.isin(label_map, [values[name] for name in members])
-        for region, members in registry.regions.items()
-    }
 
 
 def _pairs(prediction: np.ndarray, reference: np.ndarray, registry: Registry | None):

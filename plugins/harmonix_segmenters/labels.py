@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from harmonix.data.labels import CANONICAL
-from harmonix.registry import load_registry
+from harmonix.data.labels import region_masks as canonical_region_masks
 
 REGIONS = ("WT", "TC", "ET")
 CLASS_LABELS = (0, CANONICAL["NCR"], CANONICAL["ED"], CANONICAL["ET"])  # class index -> label
@@ -18,11 +18,8 @@ CLASS_LABELS = (0, CANONICAL["NCR"], CANONICAL["ED"], CANONICAL["ET"])  # class 
 
 def region_masks(labels: np.ndarray) -> np.ndarray:
     """``(3, *shape)`` bool masks WT, TC, ET of a canonical label map."""
-    regions = load_registry().regions
-    labels = np.asarray(labels)
-    return np.stack(
-        [np.isin(labels, [CANONICAL[name] for name in regions[region]]) for region in REGIONS]
-    )
+    masks = canonical_region_masks(labels)
+    return np.stack([masks[region] for region in REGIONS])
 
 
 def regions_to_labels(wt: np.ndarray, tc: np.ndarray, et: np.ndarray) -> np.ndarray:
