@@ -144,17 +144,6 @@ def test_generated_filler_plans_like_harmonize_and_generates_each_pair_once():
 
 
 # -- end to end --------------------------------------------------------------------------------
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny 48x48 networks: intra-op threads cost more in synchronisation than they save, and
-    many times more when other processes share the 2 cores (measured: scenarios 5 s with one
-    thread, 58 s with two under load)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """A training site, a test site and a local site; a UMMGAT run (2 iterations) and a 2D

@@ -450,16 +450,7 @@ def save_tiny_ummgat(run_dir: Path) -> Path:
     return run_dir
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny networks run fastest on one thread (and do not fight other processes for cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def test_real_ummgat_checkpoint_end_to_end(built_in, tmp_path, cli, one_thread):
+def test_real_ummgat_checkpoint_end_to_end(built_in, tmp_path, cli):
     pytest.importorskip("harmonix_ummgat")
     run = save_tiny_ummgat(tmp_path / "run")
     site = copy_site(built_in, "local", tmp_path / "local")

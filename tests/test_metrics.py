@@ -177,20 +177,13 @@ def test_psnr_agrees_with_formula_by_hand():
 # -- FID ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def fid_cache(tmp_path_factory):
-    """Map the weights once for this module into a temporary cache (never the user's).
-
-    Inception runs on one thread: on the shared 2-core machine two threads are several times
-    slower.
-    """
+    """Map the weights once for this module into a temporary cache (never the user's)."""
     cache = tmp_path_factory.mktemp("harmonix-cache")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(fid_module.CACHE_ENV, str(cache))
         fid_module.load_fid_inception.cache_clear()
         yield cache
     fid_module.load_fid_inception.cache_clear()
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

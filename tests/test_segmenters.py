@@ -31,15 +31,6 @@ TINY = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny networks: one intra-op thread is faster than two on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     return synthesize_site(tmp_path_factory.mktemp("seg") / "brats", 2, center="brats", seed=3,

@@ -50,15 +50,6 @@ def _test_backbones():
     harmonix.get_host().add(_TestBackbones(), name="ummgat-test-backbones")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: a second thread only adds synchronisation (and stalls on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def config(n: int = 4, backbone: str = "swin", **options) -> ModelConfig:
     backbone_options = {"preset": "tiny"} if backbone == "swin" else options.pop("bb", {})
     return ModelConfig(domains=domains(n), image_size=SIZE, backbone=backbone,

@@ -31,15 +31,6 @@ SMALL = dict(encoder_dim=8, encoder_max_dim=16, mapper_dim=16, style_dim=16, lat
 TINY_SWIN = dict(backbone="swin", backbone_options={"preset": "tiny"})
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: a second thread only adds synchronisation (and stalls on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def brats(tmp_path_factory):
     """A 2-case BraTS-like site at 4 mm (t1, t1ce, t2, flair and tumour labels)."""

@@ -77,8 +77,8 @@ def train(
     if pairing not in ("unpaired", "all"):
         fail(f"--pairing must be 'unpaired' or 'all', got '{pairing}'")
     if not data and not resume:
-        fail("give at least one --data SITE_DIR (no data yet? `harmonix synth data/brats --cases 20` "
-             "makes a built-in site)")
+        fail("give at least one --data SITE_DIR (no data yet? "
+             "`harmonix synth data/brats --cases 20` makes a built-in site)")
     for site in data or []:
         if not site.is_dir():
             fail(f"{site}: not a site folder")
