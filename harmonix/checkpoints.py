@@ -16,7 +16,6 @@ plugin named in the card to rebuild the generator.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -29,7 +28,7 @@ import torch
 
 from harmonix.errors import CheckpointError
 from harmonix.interfaces import Generator
-from harmonix.io import atomic_write_json
+from harmonix.io import atomic_write_json, file_digest
 
 CHECKPOINTS_DIR = "checkpoints"
 LATEST_FILE = "latest.json"
@@ -50,14 +49,6 @@ _FILE_MODE = _file_mode()
 
 def checkpoint_name(iteration: int) -> str:
     return f"iter_{iteration:06d}"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def save_checkpoint(
@@ -92,7 +83,7 @@ def save_checkpoint(
             torch.save(training_state, tmp / STATE_FILE)
             files.append(STATE_FILE)
         card = {**card, "iteration": iteration, "files": {
-            f: {"bytes": (tmp / f).stat().st_size, "sha256": sha256_of(tmp / f)} for f in files
+            f: {"bytes": (tmp / f).stat().st_size, "sha256": file_digest(tmp / f)} for f in files
         }}
         (tmp / CARD_FILE).write_text(json.dumps(card, indent=2, default=str) + "\n")
         if final.exists():  # saving the same iteration again (a resumed run): replace it
@@ -176,7 +167,7 @@ def verify_file(folder: Path, name: str, card: dict[str, Any]) -> Path:
     if size != expected["bytes"]:
         raise CheckpointError(path, f"truncated or wrong size: {size} bytes, expected "
                                     f"{expected['bytes']}")
-    if sha256_of(path) != expected["sha256"]:
+    if file_digest(path) != expected["sha256"]:
         raise CheckpointError(path, "corrupt: SHA-256 does not match the model card")
     return path
 

