@@ -49,7 +49,7 @@ def main() -> None:
     from harmonix.data.synth import synthesize_site
     from harmonix.evaluate.run import evaluate
     from harmonix.evaluate.segmentation import train_segmenter
-    from harmonix.plugins import get_trainer
+    from harmonix.plugins import build_trainer
     from harmonix_ummgat.trainer import preprocess_config
 
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-evaluate-"))
@@ -60,7 +60,7 @@ def main() -> None:
         sites[name] = synthesize_site(work / name, n, center=center, seed=seed,
                                       spacing=args.spacing)
     config = preprocess_config(args.size, args.spacing)
-    generator = get_trainer("ummgat").train(
+    generator = build_trainer("ummgat").train(
         out=work / "gen", data=[sites["train"], sites["local"]], backbone="swin",
         backbone_options={"preset": "tiny"}, iters=args.gen_iters, batch=2, preprocess=config,
         pairing="all", checkpoint_every=args.gen_iters, sample_every=10**9, progress=False,

@@ -1,14 +1,14 @@
 """Seconds per generated volume and per case, and memory across a site, for ``harmonize``.
 
     python benchmarks/bench_harmonize.py [--cases 2] [--distinct 2] [--spacing 1] [--size 176]
-                                         [--preset default] [--threads 2] [--device cpu]
+                                         [--preset fast] [--threads 2] [--device cpu]
                                          [--batch-size 16] [--keep t1] [--work DIR]
 
 Makes ``--distinct`` built-in ``brats`` cases (``synthesize_site``; full size 240x240x155 at
 1 mm by default) and a site of ``--cases`` cases from them (hard links under new case names, so
 a 50-case site costs the disk of ``--distinct``), keeps only ``--keep`` per case (default t1:
 three generated volumes per case), and harmonizes it to ``brats`` with an untrained UMMGAT
-built at ``--size`` with the paper-scale swin backbone (``--preset default``), saved and loaded
+built at ``--size`` with the model preset ``--preset`` (``paper`` is paper-scale), saved and loaded
 through the ummgat plugin as a trained run would be. Weights do not change the cost.
 
 Reports: seconds per generated volume (``translate_volume``: batched generation of the brain
@@ -97,7 +97,7 @@ def main() -> None:
     parser.add_argument("--distinct", type=int, default=2, help="distinct synthetic cases")
     parser.add_argument("--spacing", type=float, default=1.0, help="mm; 1 = full size")
     parser.add_argument("--size", type=int, default=176, help="slice size of the model")
-    parser.add_argument("--preset", default="default", help="swin preset (default = paper)")
+    parser.add_argument("--preset", default="fast", help="model preset: paper, fast, ...")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -108,7 +108,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     import harmonix
-    import harmonix.harmonize as hz
+    import harmonix.pipeline as hz
 
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench-harmonize-"))
     work.mkdir(parents=True, exist_ok=True)

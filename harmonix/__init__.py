@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from importlib import metadata
 from typing import Any
 
 from harmonix.interfaces import Backbone, Generator, Metric, Segmenter, Trainer
 from harmonix.plugins import build_backbone, get_host, hookimpl
 from harmonix.registry import load_registry
-
-try:
-    __version__ = metadata.version("harmonix")
-except metadata.PackageNotFoundError:  # running from a source tree without installing
-    __version__ = "0.0.0+unknown"
+from harmonix.version import __version__
 
 __all__ = [
     "Backbone",
@@ -22,6 +17,7 @@ __all__ = [
     "Trainer",
     "__version__",
     "build_backbone",
+    "fill_case",
     "get_host",
     "harmonize",
     "hookimpl",
@@ -38,7 +34,15 @@ def load_generator(path, device: str = "cpu") -> Generator:
 
 
 def harmonize(*args: Any, **kwargs: Any):
-    """Complete and harmonize a site; see :func:`harmonix.harmonize.harmonize_site`."""
-    from harmonix.harmonize import harmonize_site
+    """Complete and harmonize a site; see :func:`harmonix.pipeline.harmonize_site`."""
+    from harmonix.pipeline import harmonize_site
 
     return harmonize_site(*args, **kwargs)
+
+
+def fill_case(*args: Any, **kwargs: Any):
+    """Fill the missing sequences of one case held in memory (``{sequence: nibabel image}``);
+    see :func:`harmonix.fill.fill_case`."""
+    from harmonix.fill import fill_case as _fill_case
+
+    return _fill_case(*args, **kwargs)

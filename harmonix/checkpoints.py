@@ -10,8 +10,9 @@ Layout of a run directory::
 A checkpoint folder is written under a temporary name and renamed when complete; the model card
 records the size and SHA-256 of every file, so a truncated or corrupt file is reported as a
 :class:`~harmonix.errors.CheckpointError` naming it. ``load_generator`` accepts a run directory,
-a checkpoint folder, its ``model.safetensors`` or its ``model_card.json``, and asks the trainer
-plugin named in the card to rebuild the generator.
+a checkpoint folder, its ``model.safetensors`` or its ``model_card.json``, or the name of a model
+installed with ``harmonix models install`` (:func:`resolve_checkpoint`, for every command), and
+asks the trainer plugin named in the card to rebuild the generator.
 """
 
 from __future__ import annotations
@@ -25,15 +26,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import safe_open, save_file
 
+from harmonix.cards import CARD_FILE, load_card, validate_card
 from harmonix.errors import CheckpointError
 from harmonix.interfaces import Generator
-from harmonix.io import atomic_write_json, file_digest
+from harmonix.io import atomic_write_json, atomic_write_with, file_digest
+from harmonix.models import installed_model, is_model_name, models_dir
+from harmonix.plugins import build_trainer
 
 CHECKPOINTS_DIR = "checkpoints"
 LATEST_FILE = "latest.json"
 MODEL_FILE = "model.safetensors"
-CARD_FILE = "model_card.json"
 STATE_FILE = "training_state.pt"
 _ITER_DIR = re.compile(r"^iter_(\d+)$")
 
@@ -45,6 +50,17 @@ def _file_mode() -> int:
 
 
 _FILE_MODE = _file_mode()
+
+
+def save_weights(path: str | Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Write ``tensors`` as safetensors to ``path`` atomically, readable like any file the user
+    writes (0644 under the usual umask; safetensors alone creates it private, 0600)."""
+
+    def write(tmp: Path) -> None:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+        os.chmod(tmp, _FILE_MODE)
+
+    atomic_write_with(path, write)
 
 
 def checkpoint_name(iteration: int) -> str:
@@ -62,15 +78,16 @@ def save_checkpoint(
 ) -> Path:
     """Write ``RUN_DIR/checkpoints/iter_<iteration>/`` atomically and point ``latest.json`` at it.
 
-    ``card`` gets ``"iteration"`` and ``"files"`` (bytes and SHA-256 of each file) added. With
-    ``keep``, only the newest ``keep`` checkpoints are kept.
+    ``card`` (a generator card, checked against the schema before anything is written) gets
+    ``"iteration"`` and ``"files"`` (bytes and SHA-256 of each file) added. With ``keep``, only
+    the newest ``keep`` checkpoints are kept.
     """
-    from safetensors.torch import save_file
 
     root = Path(run_dir) / CHECKPOINTS_DIR
-    root.mkdir(parents=True, exist_ok=True)
     name = checkpoint_name(iteration)
     final = root / name
+    card = validate_card(card, final / CARD_FILE, "generator")
+    root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".tmp-{name}-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -128,31 +145,55 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return found[-1] if found else None
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
-    """The checkpoint folder for a run directory, a checkpoint folder or a file inside one."""
+_WANTED = {
+    "generator": "a run directory (with checkpoints/) or a checkpoint folder",
+    "segmenter": "a 'harmonix segment train' folder",
+    None: "a run directory, checkpoint folder or 'harmonix segment train' folder",
+}
+
+
+def resolve_checkpoint(path: str | Path, kind: str | None = None) -> Path:
+    """The checkpoint folder for a run directory, a checkpoint folder or a file inside one
+    (a segmenter's folder is its own checkpoint folder), or for the name of a model installed
+    with ``harmonix models install`` (a plain name that is no file or folder here; see
+    :func:`harmonix.models.installed_model`); errors say what ``kind`` needs."""
+    installed = _installed_model(path)
+    if installed is not None:
+        return installed
     path = Path(path)
     if path.is_file() and path.name in (MODEL_FILE, CARD_FILE, STATE_FILE):
         path = path.parent
     if (path / CARD_FILE).is_file():
         return path
+    wanted = _WANTED.get(kind, _WANTED[None])
     if path.is_dir():
         found = latest_checkpoint(path)
         if found is not None:
             return found
-        raise CheckpointError(path, f"no checkpoint here (no {CARD_FILE}, no {CHECKPOINTS_DIR}/)")
-    raise CheckpointError(path, "no such run directory or checkpoint")
+        raise CheckpointError(path, f"no checkpoint here (no {CARD_FILE}, no {CHECKPOINTS_DIR}/);"
+                                    f" give {wanted}")
+    if path.exists():
+        raise CheckpointError(path, f"is a file, not {wanted}")
+    if is_model_name(str(path)):
+        raise CheckpointError(path, f"no such file or folder; give {wanted}, or the name of an "
+                                    f"installed model (none is named '{path}' in {models_dir()};"
+                                    " see harmonix models list)")
+    raise CheckpointError(path, f"no such file or folder; give {wanted}")
 
 
-def read_card(path: str | Path) -> dict[str, Any]:
-    """The model card of the checkpoint at ``path`` (any form :func:`resolve_checkpoint` takes)."""
-    card_path = resolve_checkpoint(path) / CARD_FILE
-    try:
-        card = json.loads(card_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(card_path, f"unreadable model card: {exc}") from None
-    if not isinstance(card, dict) or "trainer" not in card:
-        raise CheckpointError(card_path, "not a harmonix model card (no 'trainer')")
-    return card
+def _installed_model(path: str | Path) -> Path | None:
+    """The folder of the installed model ``path`` names, when it is a plain name and no file or
+    folder of that name exists here (a local path always wins)."""
+    if Path(path).exists():
+        return None
+    return installed_model(str(path))
+
+
+def read_card(path: str | Path, kind: str | None = None) -> dict[str, Any]:
+    """The model card of the checkpoint at ``path`` (any form :func:`resolve_checkpoint`
+    takes), validated against the schema of ``kind`` ("generator", "segmenter", or the kind
+    the card names) and normalised (:func:`harmonix.cards.validate_card`)."""
+    return load_card(resolve_checkpoint(path, kind) / CARD_FILE, kind)
 
 
 def verify_file(folder: Path, name: str, card: dict[str, Any]) -> Path:
@@ -176,8 +217,6 @@ def load_tensors(
     path: str | Path, prefixes: Iterable[str] | None = None, *, verify: bool = True
 ) -> dict[str, torch.Tensor]:
     """Weights of a checkpoint (only keys starting with one of ``prefixes``, if given)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import safe_open
 
     folder = resolve_checkpoint(path)
     card = read_card(folder)
@@ -202,8 +241,13 @@ def load_training_state(path: str | Path) -> dict[str, Any]:
 
 def load_generator(path: str | Path, device: str = "cpu") -> Generator:
     """Rebuild the (EMA) generator of a run directory or checkpoint via its trainer plugin."""
-    from harmonix.plugins import get_trainer
 
-    folder = resolve_checkpoint(path)
-    card = read_card(folder)
-    return get_trainer(card["trainer"]).load_generator(folder, device=device)
+    folder = resolve_checkpoint(path, "generator")
+    card = read_card(folder, "generator")
+    return build_trainer(card["trainer"]).load_generator(folder, device=device)
+
+
+def as_generator(model: str | Path | Generator, device: str = "cpu") -> Generator:
+    """``model`` itself when it is a loaded :class:`Generator`, else :func:`load_generator` of
+    the run directory or checkpoint it names."""
+    return model if isinstance(model, Generator) else load_generator(model, device=device)

@@ -2,13 +2,22 @@
 
 Stages (each is skipped when its output already exists, so an interrupted demo resumes):
 
-1. make built-in multi-center data: a BraTS-like training site, a local center with T1/T2 only,
-   a held-out BraTS-like test site and a local test site;
-2. train UMMGAT unpaired on both training centers;
+1. make built-in multi-center data: a BraTS-like site and a local center with T1/T2 only, each
+   split by ``harmonix split`` (:func:`harmonix.data.split.split_site`) into training and
+   held-out test cases;
+2. train UMMGAT unpaired on both training centers (and, with ``compare_lam``, a second run
+   without LAM for the report's FID comparison);
 3. harmonize: fill the missing sequences of an incomplete copy of the test site, and align the
    local test site into the BraTS domain;
 4. train a segmenter on the complete training cases;
-5. evaluate: missing-sequence scenarios x strategies, FID, statistics and the report.
+5. evaluate: missing-sequence scenarios x strategies, FID, image fidelity against trivial
+   baselines, statistics and the report; last, ``report/summary.csv`` (per scenario and region
+   the median Dice of each strategy and the Wilcoxon p of generated vs copy), whose presence
+   marks the stage finished.
+
+A run killed at any point resumes: sites are synthesized aside and renamed, the split, the
+incomplete copy and harmonized volumes are written atomically, training continues from its last
+checkpoint, and an unfinished evaluation is run again.
 """
 
 from __future__ import annotations
@@ -16,13 +25,29 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
+from harmonix.data.preprocess import PreprocessConfig
 from harmonix.data.site import read_site
+from harmonix.data.split import split_site
+from harmonix.data.synth import synthesize_site
+from harmonix.evaluate.results import load_results
+from harmonix.evaluate.run import evaluate
+from harmonix.evaluate.segmentation import train_segmenter
+from harmonix.evaluate.stats import REGION_ORDER
+from harmonix.io import atomic_write_text
+from harmonix.pipeline import harmonize_site
+from harmonix.plugins import build_trainer
+
+#: training iterations of the ``validate`` profile: 1.6-3 s per iteration of quick's training
+#: configuration on 2 CPU cores (1.6-1.9 s with two threads on a quiet machine, ~2.8 s with one
+#: thread beside other work; docs/validation.md), so 35-60 min of training, 50-75 min in all
+VALIDATE_ITERS = 1200
 
 
 @dataclass(frozen=True)
@@ -47,6 +72,7 @@ class DemoProfile:
     segmenter_options: dict[str, Any] = field(default_factory=dict)
     eval_options: dict[str, Any] = field(default_factory=dict)
     checkpoint_every: int = 1000
+    compare_lam: bool = False  # also train a generator without LAM (the FID comparison)
 
     @property
     def crop_shape(self) -> tuple[int, int, int]:
@@ -74,6 +100,30 @@ PROFILES: dict[str, DemoProfile] = {
         segmenter="unet2d",
         segmenter_iters=300,
         eval_options={"fid_slices": 16},
+        checkpoint_every=200,
+    ),
+    # issue 14's validation run: the quick sizes trained 3x longer on more cases, in about an
+    # hour and ten minutes on 2 CPU cores (docs/validation.md); resumable like every profile.
+    # The generator without LAM (FID comparison) doubles the training time: --compare-lam
+    "validate": DemoProfile(
+        name="validate",
+        spacing=3.0,
+        size=64,
+        depth=48,
+        train_cases=40,
+        local_cases=16,
+        test_cases=16,
+        local_test_cases=10,
+        iters=VALIDATE_ITERS,
+        batch=8,
+        backbone="swin",
+        backbone_options={"preset": "small"},
+        # quick's widths and E/G/D learning rate; M at the recipe's default (the paper's 1e-4)
+        train_options={"encoder_dim": 16, "encoder_max_dim": 128, "mapper_dim": 128,
+                       "lr": 3e-4},
+        segmenter="unet2d",
+        segmenter_iters=600,
+        eval_options={"fid_slices": 32},
         checkpoint_every=200,
     ),
     # the paper: 1 mm, 176x176x155, batch 8, 20k iterations (meant for a GPU)
@@ -147,26 +197,29 @@ def run_demo(
     device: str = "cpu",
     seed: int = 0,
     stage: Callable[[str], None] | None = None,
+    iters: int | None = None,
+    compare_lam: bool | None = None,
 ) -> DemoResult:
-    """Run every stage into ``out``; ``stage(title)`` is called as each begins."""
-    from harmonix.data.preprocess import PreprocessConfig
-    from harmonix.data.synth import synthesize_site
-    from harmonix.evaluate.run import evaluate
-    from harmonix.evaluate.segmentation import train_segmenter
-    from harmonix.harmonize import harmonize_site
-    from harmonix.plugins import get_trainer
+    """Run every stage into ``out``; ``stage(title)`` is called as each begins; ``iters`` and
+    ``compare_lam``, when given, override the profile's training iterations (of every generator
+    trained) and whether a generator without LAM is trained too."""
 
     prof = PROFILES[profile] if isinstance(profile, str) else profile
+    if iters is not None:
+        prof = replace(prof, iters=iters, checkpoint_every=min(prof.checkpoint_every, iters))
+    if compare_lam is not None:
+        prof = replace(prof, compare_lam=compare_lam)
     out = Path(out)
     announce = stage or (lambda title: None)
     data, runs = out / "data", out / "runs"
     paths = {
-        "brats-train": data / "brats-train",
-        "local-train": data / "local-train",
-        "brats-test": data / "brats-test",
-        "local-test": data / "local-test",
+        "brats-train": data / "brats-split" / "train",
+        "local-train": data / "local-split" / "train",
+        "brats-test": data / "brats-split" / "test",
+        "local-test": data / "local-split" / "test",
         "incomplete": data / "brats-test-incomplete",
         "generator": runs / "ummgat",
+        "generator-no-lam": runs / "ummgat-no-lam",
         "segmenter": runs / "segmenter",
         "filled": out / "harmonized" / "brats-test-incomplete",
         "aligned": out / "harmonized" / "local-test",
@@ -176,35 +229,45 @@ def run_demo(
 
     announce("1/5 built-in multi-center data")
     sites = [
-        ("brats-train", "brats", prof.train_cases, seed),
-        ("local-train", "local", prof.local_cases, seed + 1),
-        ("brats-test", "brats", prof.test_cases, seed + 2),
-        ("local-test", "local", prof.local_test_cases, seed + 3),
+        ("brats", prof.train_cases, prof.test_cases, seed),
+        ("local", prof.local_cases, prof.local_test_cases, seed + 1),
     ]
-    for key, center, n_cases, site_seed in sites:
-        if not (paths[key] / "harmonix-site.json").exists():
+    for center, n_train, n_test, site_seed in sites:
+        if not (data / center / "harmonix-site.json").exists():
+            # made aside and renamed: a run killed half-way makes it again on resume
+            partial = data / f".{center}.partial"
+            shutil.rmtree(partial, ignore_errors=True)
             synthesize_site(
-                paths[key], n_cases, center=center, seed=site_seed, spacing=prof.spacing
+                partial, n_train + n_test, center=center, seed=site_seed,
+                spacing=prof.spacing,
             )
+            shutil.rmtree(data / center, ignore_errors=True)
+            partial.rename(data / center)
+        # held-out test cases: never seen by the generator or the segmenter
+        split_site(data / center, data / f"{center}-split", test=n_test, seed=seed)
     _drop_sequences(paths["brats-test"], paths["incomplete"], seed)
 
-    announce("2/5 train UMMGAT (unpaired, two centers)")
-    get_trainer("ummgat").train(
-        data=[paths["brats-train"], paths["local-train"]],
-        out=paths["generator"],
-        backbone=prof.backbone,
-        backbone_options=dict(prof.backbone_options),
-        iters=prof.iters,
-        batch=prof.batch,
-        preprocess=config,
-        pairing="unpaired",
-        seed=seed,
-        device=device,
-        resume=True,
-        checkpoint_every=prof.checkpoint_every,
-        sample_every=prof.checkpoint_every,
-        **prof.train_options,
-    )
+    announce("2/5 train UMMGAT (unpaired, two centers)"
+             + (", with and without LAM" if prof.compare_lam else ""))
+    for run_dir, lam in ((paths["generator"], True), (paths["generator-no-lam"], False)):
+        if lam or prof.compare_lam:
+            build_trainer("ummgat").train(
+                data=[paths["brats-train"], paths["local-train"]],
+                out=run_dir,
+                backbone=prof.backbone,
+                backbone_options=dict(prof.backbone_options),
+                iters=prof.iters,
+                batch=prof.batch,
+                preprocess=config,
+                lam=lam,
+                pairing="unpaired",
+                seed=seed,
+                device=device,
+                resume=True,
+                checkpoint_every=prof.checkpoint_every,
+                sample_every=prof.checkpoint_every,
+                **prof.train_options,
+            )
 
     announce("3/5 harmonize: fill missing sequences, align the local center")
     harmonize_site(
@@ -241,9 +304,14 @@ def run_demo(
         )
 
     announce("5/5 evaluate: scenarios x strategies, FID, statistics, report")
+    summary_file = paths["report"] / SUMMARY_FILE
+    if summary_file.exists():  # written last: the evaluation finished
+        return DemoResult(out, paths["report"] / "report.md",
+                          summary_rows(load_results(paths["report"])), paths)
     result = evaluate(
         paths["brats-test"],
         generator=paths["generator"],
+        generator_no_lam=paths["generator-no-lam"] if prof.compare_lam else None,
         segmenter=paths["segmenter"],
         out=paths["report"],
         correlation_data=paths["brats-train"],
@@ -252,6 +320,7 @@ def run_demo(
         seed=seed,
         **prof.eval_options,
     )
+    write_summary(paths["report"])
     return DemoResult(out, result.report, summary_rows(result.results), paths)
 
 
@@ -271,6 +340,45 @@ def summary_rows(results) -> list[dict[str, Any]]:
         {"scenario": scenario, **{k: float(v) for k, v in row.items() if v == v}}
         for scenario, row in table.iterrows()
     ]
+
+
+#: per scenario and region the median Dice of each strategy and generated-vs-copy's Wilcoxon p
+SUMMARY_FILE = "summary.csv"
+SUMMARY_COLUMNS = ("scenario", "region", "complete", "copy", "generated", "p_generated_vs_copy")
+
+
+def validation_summary(report: str | Path) -> pd.DataFrame:
+    """The table of docs/validation/summary.csv from a report folder: one row per scenario and
+    region (the 14 fixed scenarios, random missing, cross-center; in report order), the median
+    Dice over cases of complete, copy and generated (empty where a strategy has no case: the
+    cross-center scenario has no complete data), and the two-sided Wilcoxon p of generated
+    against copy (unadjusted; ``wilcoxon.csv`` also has the Holm-adjusted one)."""
+    results = load_results(report)
+    dice = results[(results["metric"] == "dice") & (results["region"] != "")].copy()
+    dice["value"] = dice["value"].astype(float)
+    medians = dice.groupby(["scenario", "region", "strategy"], sort=False)["value"].median()
+    wilcoxon_file = Path(report) / "wilcoxon.csv"
+    p_values = {}
+    if wilcoxon_file.exists() and wilcoxon_file.stat().st_size > 1:
+        wilcoxon = pd.read_csv(wilcoxon_file)
+        p_values = {(str(r.scenario), str(r.region)): float(r.p_value)
+                    for r in wilcoxon.itertuples()}
+    rows = []
+    for scenario in dict.fromkeys(dice["scenario"]):
+        regions = set(dice.loc[dice["scenario"] == scenario, "region"])
+        for region in [r for r in REGION_ORDER if r in regions]:
+            rows.append({"scenario": scenario, "region": region,
+                         **{s: medians.get((scenario, region, s), np.nan)
+                            for s in ("complete", "copy", "generated")},
+                         "p_generated_vs_copy": p_values.get((scenario, region), np.nan)})
+    return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+
+
+def write_summary(report: str | Path) -> Path:
+    """Write :func:`validation_summary` as ``REPORT/summary.csv`` (atomically, last)."""
+    path = Path(report) / SUMMARY_FILE
+    atomic_write_text(path, validation_summary(report).to_csv(index=False))
+    return path
 
 
 def profile_table() -> list[dict[str, Any]]:

@@ -62,3 +62,10 @@ def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def file_fingerprint(path: str | Path) -> dict[str, Any]:
+    """Size, modification time and SHA-256 of a file: a changed input is never mistaken for the
+    one an output was made from."""
+    stat = os.stat(path)
+    return {"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": file_digest(path)}

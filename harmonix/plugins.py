@@ -12,9 +12,16 @@ group::
 ``obj`` may also be a ``"package.module:attribute"`` string: it is imported on first use, so that
 listing plugins or starting the CLI does not import every heavy dependency.
 
-Loading is tolerant: an entry point that fails to import is recorded (with its distribution and
-the error) and warned about, and every other plugin keeps working. Two plugins that register the
-same name for one kind are refused with an error naming both.
+Loading is tolerant, like conda's entry-point loading: a plugin that fails to import (any
+exception, ``SystemExit`` included; only ``KeyboardInterrupt`` passes), whose hook has a signature
+pluggy rejects, or whose hook raises is recorded as failed (with its distribution and the error),
+warned about and skipped; every other plugin keeps working. Two plugins that register the same
+name for one kind make only that name unusable: asking for it raises an error naming both.
+
+Lookup, one convention for every kind: ``get_backbone``/``get_trainer``/``get_segmenter``/
+``get_metric(name)`` return what the plugin registered (the class, or a backbone's factory);
+``build_backbone``/``build_trainer``/``build_segmenter``/``build_metric(name, ...)`` call it and
+return a new instance (as timm's ``create_model``).
 
 Environment variables:
 
@@ -24,18 +31,22 @@ Environment variables:
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from harmonix.errors import PluginError
+
+if TYPE_CHECKING:  # the interfaces import torch; listing plugins must not
+    from harmonix.interfaces import Backbone, Metric, Segmenter, Trainer
 
 ENTRY_POINT_GROUP = "harmonix"
 AUTOLOAD_ENV = "HARMONIX_DISABLE_PLUGIN_AUTOLOAD"
@@ -57,15 +68,16 @@ class HookSpecs:
 
     @hookspec
     def register_trainers(self, register: Register) -> None:
-        """Register :class:`harmonix.interfaces.Trainer` subclasses."""
+        """Register :class:`harmonix.interfaces.Trainer` subclasses (the class)."""
 
     @hookspec
     def register_segmenters(self, register: Register) -> None:
-        """Register :class:`harmonix.interfaces.Segmenter` subclasses."""
+        """Register :class:`harmonix.interfaces.Segmenter` subclasses (the class)."""
 
     @hookspec
     def register_metrics(self, register: Register) -> None:
-        """Register :class:`harmonix.interfaces.Metric` subclasses."""
+        """Register metric classes: subclasses of ``SegmentationMetric``, ``ImageMetric`` or
+        ``ImageSetMetric`` (:mod:`harmonix.interfaces`), constructed with no arguments."""
 
     @hookspec
     def register_commands(self, cli: Any) -> None:
@@ -102,6 +114,7 @@ class FailedPlugin:
     distribution: str
     version: str
     error: str
+    kind: str = "?"  # the kind whose hook failed; "?" when the plugin failed to load
 
 
 @dataclass(frozen=True)
@@ -123,6 +136,7 @@ class PluginHost:
         self.failed: list[FailedPlugin] = []
         self._origins: dict[str, _Origin] = {}
         self._components: dict[str, dict[str, Component]] | None = None
+        self._clashes: dict[str, dict[str, list[Component]]] = {kind: {} for kind in KINDS}
         if autoload is None:
             autoload = os.environ.get(AUTOLOAD_ENV, "").strip().lower() not in {"1", "true", "yes"}
         if autoload:
@@ -141,7 +155,9 @@ class PluginHost:
                 continue
             try:
                 module = ep.load()
-            except Exception as exc:  # noqa: BLE001 - a broken plugin must not break harmonix
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - a broken plugin must not break harmonix
                 self._record_failure(ep.name, dist, version, exc)
                 continue
             self.add(module, name=ep.name, distribution=dist, version=version)
@@ -149,7 +165,9 @@ class PluginHost:
     def add_module_by_name(self, module_name: str) -> None:
         try:
             module = importlib.import_module(module_name)
-        except Exception as exc:  # noqa: BLE001
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001
             self._record_failure(module_name, module_name.split(".")[0], "?", exc)
             return
         self.add(module, name=module_name)
@@ -163,22 +181,63 @@ class PluginHost:
     ) -> None:
         """Register a plugin object or module directly (used by tests and embedding code)."""
         name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
-        if self.pm.has_plugin(name):
+        if self.pm.has_plugin(name) or self.pm.is_registered(plugin):
             return
         if distribution is None:
             distribution, version = _distribution_of(plugin)
-        self.pm.register(plugin, name=name)
-        self._origins[name] = _Origin(distribution, version or "?")
+        version = version or "?"
+        try:
+            self.pm.register(plugin, name=name)
+            unknown = [c.name for c in self.pm.get_hookcallers(plugin) or [] if not c.has_spec()]
+            if unknown:
+                known = ", ".join(n for n in dir(HookSpecs) if n.startswith("register_"))
+                raise PluginError(f"unknown hook {', '.join(unknown)} (hooks are {known})")
+        except Exception as exc:  # noqa: BLE001 - pluggy's PluginValidationError: bad signature
+            if self.pm.has_plugin(name):
+                self.pm.unregister(name=name)
+            self._record_failure(name, distribution, version, exc)
+            return
+        self._origins[name] = _Origin(distribution, version)
         self._components = None
 
-    def _record_failure(self, name: str, dist: str, version: str, exc: BaseException) -> None:
-        error = f"{type(exc).__name__}: {exc}"
-        self.failed.append(FailedPlugin(name, dist, version, error))
+    def _record_failure(
+        self, name: str, dist: str, version: str, exc: BaseException, kind: str = "?"
+    ) -> None:
+        error = " ".join(f"{type(exc).__name__}: {exc}".split())  # one line (pluggy's are not)
+        what = "failed to load" if kind == "?" else f"failed in {_hook_name(kind)}"
+        self.failed.append(FailedPlugin(name, dist, version, error, kind))
         warnings.warn(
-            f"harmonix plugin '{name}' from distribution '{dist}' failed to load: {error}",
+            f"harmonix plugin '{name}' from distribution '{dist}' {what} and is skipped: {error}",
             RuntimeWarning,
             stacklevel=3,
         )
+
+    def _call_hook(
+        self, impl: Any, kind: str, argument: Any, check: Callable[[], None] | None = None
+    ) -> bool:
+        """Call one plugin's hook (then ``check``); a failure is recorded and gives False."""
+        args = {"register": argument, "cli": argument}
+        try:
+            impl.function(*(args[a] for a in impl.argnames))
+            if check is not None:
+                check()
+            return True
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - one plugin's bug must not break the rest
+            origin = self._origins.get(impl.plugin_name, _Origin("unknown", "?"))
+            self._record_failure(impl.plugin_name, origin.distribution, origin.version, exc, kind)
+            return False
+
+    def register_commands(self, cli: Any) -> None:
+        """Let each plugin add its typer commands to ``cli``. A plugin whose hook raises, or
+        whose commands reuse a name or cannot be built, is recorded as failed and its additions
+        are undone."""
+        for impl in reversed(self.pm.hook.register_commands.get_hookimpls()):
+            commands, groups = list(cli.registered_commands), list(cli.registered_groups)
+            check = functools.partial(_check_new_commands, cli, commands, groups)
+            if not self._call_hook(impl, "command", cli, check):
+                cli.registered_commands[:], cli.registered_groups[:] = commands, groups
 
     # -- lookup ------------------------------------------------------------------------------
     def components(self, kind: str) -> dict[str, Component]:
@@ -190,23 +249,35 @@ class PluginHost:
 
     def get(self, kind: str, name: str) -> Component:
         found = self.components(kind)
+        if name in self._clashes[kind]:
+            first, *others = self._clashes[kind][name]
+            also = " and ".join(f"'{c.plugin}' ({c.distribution})" for c in others)
+            raise PluginError(
+                f"two plugins register a {kind} named '{name}': '{first.plugin}' "
+                f"({first.distribution}) and {also}; uninstall or disable one of them"
+            )
         if name not in found:
             available = ", ".join(sorted(found)) or "none"
             hint = ""
             if self.failed:
-                hint = "; plugins that failed to load: " + ", ".join(f.name for f in self.failed)
+                hint = "; failed plugins: " + ", ".join(sorted({f.name for f in self.failed}))
             raise PluginError(f"no {kind} named '{name}' (available: {available}){hint}")
         return found[name]
 
     def _collect(self) -> dict[str, dict[str, Component]]:
-        collected: dict[str, dict[str, Component]] = {kind: {} for kind in KINDS}
+        """Call every registration hook; a hook that raises contributes nothing, and a name
+        registered more than once is set aside in ``_clashes`` (an error only when asked for)."""
+        registered: dict[str, list[Component]] = {}
+        self.failed = [f for f in self.failed if f.kind not in KINDS]  # re-collected below
         for kind in KINDS:
             hook = getattr(self.pm.hook, _hook_name(kind))
-            for impl in hook.get_hookimpls():
-                plugin_name = impl.plugin_name
-                origin = self._origins.get(plugin_name, _Origin("unknown", "?"))
+            for impl in hook.get_hookimpls():  # in registration order: entry points first
+                plugin = impl.plugin_name
+                origin = self._origins.get(plugin, _Origin("unknown", "?"))
+                mine: list[Component] = []
 
-                def register(name: str, obj: Any, _kind=kind, _plugin=plugin_name, _origin=origin):
+                def register(name: str, obj: Any, _kind=kind, _plugin=plugin, _origin=origin,
+                             _mine=mine):
                     if not isinstance(name, str) or not name:
                         raise PluginError(f"plugin '{_plugin}' registered a {_kind} without a name")
                     if isinstance(obj, str) and ":" not in obj:
@@ -214,39 +285,52 @@ class PluginHost:
                             f"plugin '{_plugin}' registered {_kind} '{name}' as '{obj}'; "
                             "a lazy reference is 'package.module:attribute'"
                         )
-                    if name in collected[_kind]:
-                        other = collected[_kind][name]
-                        raise PluginError(
-                            f"two plugins register a {_kind} named '{name}': "
-                            f"'{other.plugin}' ({other.distribution}) and '{_plugin}' "
-                            f"({_origin.distribution}); uninstall or disable one of them"
-                        )
-                    collected[_kind][name] = Component(
+                    _mine.append(Component(
                         _kind, name, obj, _plugin, _origin.distribution, _origin.version
-                    )
+                    ))
 
-                impl.function(register)
+                if self._call_hook(impl, kind, register):
+                    for comp in mine:
+                        registered.setdefault(f"{kind}\0{comp.name}", []).append(comp)
+        collected: dict[str, dict[str, Component]] = {kind: {} for kind in KINDS}
+        self._clashes = {kind: {} for kind in KINDS}
+        for comps in registered.values():
+            kind, name = comps[0].kind, comps[0].name
+            if len(comps) == 1:
+                collected[kind][name] = comps[0]
+            else:
+                self._clashes[kind][name] = comps
+                names = ", ".join(f"'{c.plugin}' ({c.distribution})" for c in comps)
+                warnings.warn(f"harmonix plugins {names} all register a {kind} named '{name}'; "
+                              "it cannot be used until one is removed", RuntimeWarning,
+                              stacklevel=3)
         return collected
 
     def plugin_rows(self) -> list[dict[str, str]]:
         """One row per registered component and per failed plugin, for ``harmonix plugins``."""
         rows = []
         for kind in KINDS:
-            for comp in sorted(self.components(kind).values(), key=lambda c: c.name):
+            listed = [(c, "ok") for c in self.components(kind).values()]
+            for comps in self._clashes[kind].values():
+                for comp in comps:
+                    others = ", ".join(f"'{o.plugin}' ({o.distribution})" for o in comps
+                                       if o is not comp)
+                    listed.append((comp, f"clash: also registered by {others}"))
+            for comp, status in sorted(listed, key=lambda row: (row[0].name, row[0].plugin)):
                 rows.append(
                     dict(
                         kind=kind,
                         name=comp.name,
                         distribution=comp.distribution,
                         version=comp.version,
-                        status="ok",
+                        status=status,
                         plugin=comp.plugin,
                     )
                 )
         for failed in self.failed:
             rows.append(
                 dict(
-                    kind="?",
+                    kind=failed.kind,
                     name=failed.name,
                     distribution=failed.distribution,
                     version=failed.version,
@@ -255,6 +339,32 @@ class PluginHost:
                 )
             )
         return rows
+
+
+def _command_names(infos: Iterable[Any]) -> list[str]:
+    """The names typer gives registered commands and sub-apps."""
+    names = []
+    for info in infos:
+        name = getattr(info, "name", None)
+        if not name and getattr(info, "callback", None) is not None:
+            name = info.callback.__name__.lower().replace("_", "-")
+        elif not name and getattr(info, "typer_instance", None) is not None:
+            name = info.typer_instance.info.name
+        names.append(str(name))
+    return names
+
+
+def _check_new_commands(cli: Any, commands: list, groups: list) -> None:
+    """Refuse commands a plugin just added that reuse a name or that typer cannot build."""
+    import typer
+
+    new = cli.registered_commands[len(commands):] + cli.registered_groups[len(groups):]
+    before = set(_command_names(commands + groups))
+    added = _command_names(new)
+    taken = sorted({n for n in added if n in before or added.count(n) > 1})
+    if taken:
+        raise PluginError(f"command name {', '.join(taken)} is already taken")
+    typer.main.get_command(cli)
 
 
 def _distribution_of(plugin: object) -> tuple[str, str]:
@@ -290,18 +400,45 @@ def get_component(kind: str, name: str) -> Any:
     return get_host().get(kind, name).obj
 
 
-def build_backbone(name: str, **options: Any):
-    """Build a registered backbone by name (timm-style factory lookup)."""
-    return get_component("backbone", name)(**options)
+# -- lookup: ``get_X(name)`` is what the plugin registered (a class, or a backbone's factory);
+# ``build_X(name, ...)`` makes one from it (as timm's ``create_model``) -------------------------
+def get_backbone(name: str) -> Callable[..., Backbone]:
+    """The registered backbone factory ``factory(**options) -> Backbone``."""
+    return get_component("backbone", name)
 
 
-def get_trainer(name: str):
-    return get_component("trainer", name)()
+def build_backbone(name: str, **options: Any) -> Backbone:
+    """A new backbone network: ``get_backbone(name)(**options)``."""
+    return get_backbone(name)(**options)
 
 
-def get_segmenter(name: str):
+def get_trainer(name: str) -> type[Trainer]:
+    """The registered :class:`~harmonix.interfaces.Trainer` class."""
+    return get_component("trainer", name)
+
+
+def build_trainer(name: str, **options: Any) -> Trainer:
+    """A new trainer: ``get_trainer(name)(**options)``."""
+    return get_trainer(name)(**options)
+
+
+def get_segmenter(name: str) -> type[Segmenter]:
+    """The registered :class:`~harmonix.interfaces.Segmenter` class (``.load(path)`` rebuilds a
+    trained one)."""
     return get_component("segmenter", name)
 
 
-def get_metric(name: str):
-    return get_component("metric", name)()
+def build_segmenter(name: str, sequences: Sequence[str], **options: Any) -> Segmenter:
+    """A new, untrained segmenter: ``get_segmenter(name)(sequences, **options)``."""
+    return get_segmenter(name)(sequences, **options)
+
+
+def get_metric(name: str) -> type[Metric]:
+    """The registered metric class (a subclass of one of the kinds in
+    :mod:`harmonix.interfaces`)."""
+    return get_component("metric", name)
+
+
+def build_metric(name: str, **options: Any) -> Metric:
+    """A new metric: ``get_metric(name)(**options)``."""
+    return get_metric(name)(**options)

@@ -7,6 +7,9 @@ one across all its stages) the task joins it, otherwise a display is opened for 
         for step in range(iters):
             ...
             advance(1, losses="G 1.23 D 0.45")
+
+Bars go to stderr, so that stdout keeps a command's result (``--json``); :func:`set_quiet` (the
+CLI's ``--quiet``) turns every bar off.
 """
 
 from __future__ import annotations
@@ -27,9 +30,18 @@ from rich.progress import (
 )
 
 _active: ContextVar[Progress | None] = ContextVar("harmonix_progress", default=None)
+_stderr = Console(stderr=True)
+_quiet = False
+
+
+def set_quiet(quiet: bool) -> None:
+    """Turn every progress display of the process off (``harmonix --quiet``) or back on."""
+    global _quiet
+    _quiet = quiet
 
 
 def make_progress(console: Console | None = None, transient: bool = False) -> Progress:
+    """A progress display on ``console`` (default: stderr); disabled under :func:`set_quiet`."""
     return Progress(
         SpinnerColumn(),
         TextColumn("[bold]{task.description}"),
@@ -40,8 +52,9 @@ def make_progress(console: Console | None = None, transient: bool = False) -> Pr
         TextColumn("eta"),
         TimeRemainingColumn(),
         TextColumn("{task.fields[info]}"),
-        console=console,
+        console=console or _stderr,
         transient=transient,
+        disable=_quiet,
     )
 
 
@@ -67,7 +80,7 @@ def progress_task(
     description: str, total: int | None = None, *, quiet: bool = False
 ) -> Iterator[Callable[..., None]]:
     """Yield ``advance(n=1, **info)``; ``info`` key/values are shown after the bar."""
-    if quiet:
+    if quiet or _quiet:
         yield lambda n=1, **info: None
         return
     progress = _active.get()

@@ -42,7 +42,7 @@ class Target:
 
     @property
     def domains(self) -> tuple[str, ...]:
-        return tuple(f"{self.center}/{s}" for s in self.sequences)
+        return tuple(make_domain(self.center, s) for s in self.sequences)
 
 
 @dataclass(frozen=True)
@@ -108,12 +108,35 @@ def split_domain(domain: str) -> tuple[str, str]:
     return center, sequence
 
 
+def make_domain(center: str, sequence: str) -> str:
+    """``("brats", "t2")`` -> ``"brats/t2"``; the inverse of :func:`split_domain`."""
+    if not center or not sequence or "/" in center or "/" in sequence:
+        raise ValueError(f"a domain needs a center and a sequence without '/', "
+                         f"got {center!r} and {sequence!r}")
+    return f"{center}/{sequence}"
+
+
 # -- loading -----------------------------------------------------------------------------------
 def _read_yaml(path: Path) -> dict[str, Any]:
+    """The mapping in ``path``; a directory, a binary or unreadable file, invalid YAML or a key
+    written twice in one mapping (YAML keeps the last one silently) is a ``RegistryError``."""
+    if path.is_dir():
+        raise RegistryError(path, "<file>", "is a directory, not a registry YAML file")
     try:
-        data = yaml.safe_load(path.read_text())
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise RegistryError(path, "<file>", "file not found") from None
+    except OSError as exc:
+        raise RegistryError(path, "<file>", f"cannot be read: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = ""
+    if "\0" in text or (raw and not text):
+        raise RegistryError(path, "<file>", "is a binary file, not a registry YAML file")
+    try:
+        _check_duplicate_keys(path, yaml.compose(text, Loader=yaml.SafeLoader), "")
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise RegistryError(path, "<file>", f"not valid YAML: {exc}") from None
     if data is None:
@@ -121,6 +144,23 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise RegistryError(path, "<top level>", "must be a mapping")
     return data
+
+
+def _check_duplicate_keys(path: Path, node: yaml.Node | None, prefix: str) -> None:
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            full = f"{prefix}.{key}" if prefix else key
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise RegistryError(path, full, f"written twice (lines {seen[key]} and {line}); "
+                                                "keep one")
+            seen[key] = line
+            _check_duplicate_keys(path, value_node, full)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _check_duplicate_keys(path, item, prefix)
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

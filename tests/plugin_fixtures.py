@@ -40,3 +40,58 @@ class Echo(harmonix.Backbone):
 def register_backbones(register):
     register("{name}", Echo)
 """
+
+# Broken plugins: each must be recorded as failed and skipped, never break harmonix.
+HOOK_RAISES = """
+import harmonix
+
+
+@harmonix.hookimpl
+def register_backbones(register):
+    register("half-done", "os:getcwd")
+    raise ValueError("hook exploded")
+"""
+
+BAD_SIGNATURE = """
+import harmonix
+
+
+@harmonix.hookimpl
+def register_backbones(register, extra):
+    register("never", "os:getcwd")
+"""
+
+UNKNOWN_HOOK = """
+import harmonix
+
+
+@harmonix.hookimpl
+def register_backbone(register):
+    register("typo", "os:getcwd")
+"""
+
+EXITS_ON_IMPORT = "import sys\nsys.exit('plugin gave up')\n"
+
+COMMANDS_RAISE = """
+import harmonix
+
+
+@harmonix.hookimpl
+def register_commands(cli):
+    @cli.command()
+    def leftover() -> None:
+        print("must not stay")
+
+    raise RuntimeError("commands exploded")
+"""
+
+COMMAND_PLUGIN = """
+import harmonix
+
+
+@harmonix.hookimpl
+def register_commands(cli):
+    @cli.command("{name}")
+    def command() -> None:
+        print("{name} from a plugin")
+"""

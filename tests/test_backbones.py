@@ -183,6 +183,38 @@ def test_builtin_default_presets_work_at_the_paper_size(name):
         assert net(x, style).shape == (1, 1, 176, 176)
 
 
+@pytest.mark.parametrize("name", [*BUILTIN, "tiny"])
+def test_every_backbone_has_a_paper_preset_larger_than_fast_and_reads_old_default(name):
+    if name == "tiny" and not _example_installed():
+        pytest.skip("the example plugin is not installed")
+
+    def params(net):
+        return sum(p.numel() for p in net.parameters()) / 1e6
+
+    paper, fast = (harmonix.build_backbone(name, preset=p) for p in ("paper", "fast"))
+    assert 176 % paper.size_multiple == 0
+    assert params(paper) > 2 * params(fast)
+    if name in BUILTIN:  # of similar size as the paper's Swin-T sized Swin-Unet (~27 M)
+        assert 24 < params(paper) < 34, params(paper)
+    old = harmonix.build_backbone(name, preset="default")  # model cards before the rename
+    assert params(old) == params(fast)
+
+
+def test_backbone_presets_come_from_one_core_helper():
+    from harmonix.backbones import from_preset, preset_options
+
+    presets = {"fast": {"width": 2}, "tiny": {"width": 1}}
+    assert preset_options("x", presets, "default", {"depth": 3}) == {"width": 2, "depth": 3}
+    assert from_preset("x", dict, presets, "tiny", {"width": 5}) == {"width": 5}
+    with pytest.raises(ValueError, match="unknown x preset 'huge'; presets are fast, tiny"):
+        preset_options("x", presets, "huge", {})
+    for path in ("plugins/harmonix_swin/swin_unet.py", "plugins/harmonix_convnext/convnext_unet.py",
+                 "plugins/harmonix_attention_unet/attention_unet.py",
+                 "examples/harmonix-tiny-backbone/harmonix_tiny_backbone/__init__.py"):
+        text = (ROOT / path).read_text()
+        assert "from_preset(" in text and "preset not in PRESETS" not in text, path
+
+
 @pytest.mark.parametrize("name", BUILTIN)
 def test_builtin_factories_refuse_bad_configurations(name):
     with pytest.raises(ValueError, match="unknown .*preset 'huge'"):
@@ -193,7 +225,7 @@ def test_builtin_factories_refuse_bad_configurations(name):
         harmonix.build_backbone(name, preset="tiny", no_such_option=1)
 
 
-def test_swin_default_tiles_176_with_shifted_windows_of_11():
+def test_swin_fast_preset_tiles_176_with_shifted_windows_of_11():
     from timm.models.swin_transformer import SwinTransformerBlock
 
     net = harmonix.build_backbone("swin")

@@ -10,14 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+from harmonix.data.cache import CachedCase, SliceCache, valid_slices
 from harmonix.data.dataset import (
-    CachedCase,
     ReferenceSampler,
-    SliceCache,
     SliceDataset,
     make_training_data,
     unpaired_assignment,
-    valid_slices,
 )
 from harmonix.data.preprocess import GridRecord, PreparedCase, PreprocessConfig
 

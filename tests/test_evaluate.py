@@ -10,10 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from scipy.stats import wilcoxon
+from scipy.stats import friedmanchisquare, wilcoxon
 
+from harmonix.data.load import load_case
 from harmonix.data.preprocess import PreprocessConfig, preprocess_case
 from harmonix.data.site import read_site
+from harmonix.data.split import split_site
 from harmonix.data.synth import synthesize_site
 from harmonix.evaluate.scenarios import (
     SEQUENCES,
@@ -116,7 +118,7 @@ class CountingGenerator(Generator):
 
     def style_codes(self, images, domain, *, lesion=False):
         x = images.flatten(1) / 255.0
-        return torch.stack([x.mean(1), x.std(1)], 1)
+        return torch.stack([x.mean(1), x.std(1) + (10.0 if lesion else 0.0)], 1)
 
 
 def test_generated_filler_plans_like_harmonize_and_generates_each_pair_once():
@@ -146,25 +148,30 @@ def test_generated_filler_plans_like_harmonize_and_generates_each_pair_once():
 # -- end to end --------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    """A training site, a test site and a local site; a UMMGAT run (2 iterations) and a 2D
-    U-Net segmenter (3 iterations) trained on them."""
+    """A BraTS-like site split (harmonix split) into training and test cases, a local site
+    split alike; a UMMGAT run (2 iterations) and a 2D U-Net segmenter (3 iterations) trained on
+    the training parts only."""
     from harmonix.evaluate.segmentation import train_segmenter
-    from harmonix.plugins import get_trainer
+    from harmonix.plugins import build_trainer
 
     root = tmp_path_factory.mktemp("evaluate")
-    train = synthesize_site(root / "train", 2, center="brats", seed=0, spacing=4.0, workers=1)
-    test = synthesize_site(root / "test", 3, center="brats", seed=1, spacing=4.0, workers=1)
-    local = synthesize_site(root / "local", 2, center="local", seed=2, spacing=4.0, workers=1)
-    generator = get_trainer("ummgat").train(
-        out=root / "gen", data=[train, local], backbone="swin",
+    brats = synthesize_site(root / "brats", 5, center="brats", seed=0, spacing=4.0, workers=1)
+    local = synthesize_site(root / "local-all", 4, center="local", seed=2, spacing=4.0,
+                            workers=1)
+    brats_split = split_site(brats, root / "brats-split", test=3, seed=0)
+    local_split = split_site(local, root / "local-split", test=2, seed=0)
+    train, test = brats_split.train, brats_split.test
+    generator = build_trainer("ummgat").train(
+        out=root / "gen", data=[train, local_split.train], backbone="swin",
         backbone_options={"preset": "tiny"}, iters=2, batch=2, size=48, spacing=4.0,
         pairing="all", style_dim=16, latent_dim=8, checkpoint_every=2, sample_every=1000,
         progress=False,
     )
     segmenter = train_segmenter(train, root / "seg", segmenter="unet2d", preprocess=CONFIG,
                                 iters=3, options={"channels": (4, 8, 16)}, progress=False)
-    return SimpleNamespace(root=root, train=train, test=test, local=local,
-                           generator=generator, segmenter=segmenter)
+    return SimpleNamespace(root=root, train=train, test=test, local=local_split.test,
+                           local_train=local_split.train, generator=generator,
+                           segmenter=segmenter)
 
 
 def _dice(prediction, truth, values):
@@ -180,8 +187,8 @@ def test_evaluate_end_to_end_writes_the_numbers_it_computed(world, monkeypatch):
     from harmonix import load_generator
     from harmonix.evaluate.run import evaluate, load_results
     from harmonix.evaluate.segmentation import load_segmenter
-    from harmonix.harmonize import fill_missing
-    from harmonix.plugins import get_metric
+    from harmonix.plugins import build_metric
+    from harmonix.translate import fill_missing
 
     monkeypatch.setitem(sys.modules, "umap", None)  # umap-learn is optional: skipped with a note
     out = world.root / "report"
@@ -197,7 +204,14 @@ def test_evaluate_end_to_end_writes_the_numbers_it_computed(world, monkeypatch):
     settings = json.loads((out / "evaluation.json").read_text())
     assert any("umap-learn is not importable" in n for n in settings["notes"])
     assert any("--generator-no-lam's model card says lam=True" in n for n in settings["notes"])
-    assert "the segmenter's training site(s)" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    top = report.split("## ")[0]  # the report states, at its top, where the numbers come from
+    assert "**split**: the test part of `harmonix split" in top and "3 test cases" in top
+    assert "**overlap check**: no overlap: none of the 5 test cases" in top  # 3 + 2 local
+    assert "Checked against the segmenter (ids and file hashes recorded in its card, 2 cases)" \
+        in top and "the generator (ids and file hashes recorded in its card, 4 cases)" in top
+    assert "**copy mapping**: learned from the segmenter's training data" in top
+    assert settings["provenance"]["overlap_allowed"] is False
 
     results = load_results(out)
     assert results.equals(result.results.astype({c: str for c in results.columns
@@ -208,32 +222,44 @@ def test_evaluate_end_to_end_writes_the_numbers_it_computed(world, monkeypatch):
     assert set(fixed["strategy"]) == {"complete", "copy", "generated"}
     assert len(fixed) == 14 * 3 * 3 * 3  # scenarios x strategies x regions x cases
 
-    # recompute one case and one scenario independently
+    # recompute one case and one scenario independently; the filled case is preprocessed
+    # from its present sequences only
     case = read_site(world.test).cases[2]
     prepared = preprocess_case(case, CONFIG)
+    loaded = load_case(case)
+    present = ["t1", "t2"]
+    present_only = preprocess_case({s: loaded.images[s] for s in present}, CONFIG,
+                                   label=loaded.label, case_id=case.id)
+    assert set(present_only.volumes) == set(present)
     segmenter = load_segmenter(world.segmenter)
     generator = load_generator(world.generator)
-    correlations = pd.read_csv(out / "correlations.csv", index_col=0)
-    present = ["t1", "t2"]
+    card = json.loads((world.segmenter / "model_card.json").read_text())
+    recorded = card["training"]["copy_correlations"]
+    correlations = pd.DataFrame(recorded["r"], index=recorded["sequences"],
+                                columns=recorded["sequences"])
+    pd.testing.assert_frame_equal(pd.read_csv(out / "correlations.csv", index_col=0),
+                                  correlations, check_names=False)
     sources = {m: max(present, key=lambda p: correlations.loc[m, p]) for m in ("t1ce", "flair")}
-    copied = {**prepared.volumes, **{m: prepared.volumes[s] for m, s in sources.items()}}
-    made = fill_missing(prepared, generator, "brats", present=present, seed=5)
-    generated = {**{s: prepared.volumes[s] for s in present}, **made}
+    copied = {**present_only.volumes, **{m: present_only.volumes[s] for m, s in sources.items()}}
+    made = fill_missing(present_only, generator, "brats", present=present, seed=5)
+    generated = {**present_only.volumes, **made}
     rows = dice[(dice["case"] == case.id) & (dice["scenario"] == "missing t1ce+flair")]
-    for strategy, volumes in (("copy", copied), ("generated", generated),
-                              ("complete", prepared.volumes)):
+    for strategy, volumes, truth in (("copy", copied, present_only.label),
+                                     ("generated", generated, present_only.label),
+                                     ("complete", prepared.volumes, prepared.label)):
         labels = segmenter.predict(volumes)
         for region, values in REGION_VALUES.items():
             row = rows[(rows["strategy"] == strategy) & (rows["region"] == region)]
             assert len(row) == 1
             assert row["value"].item() == pytest.approx(
-                _dice(labels, prepared.label, values), abs=1e-9), (strategy, region)
+                _dice(labels, truth, values), abs=1e-9), (strategy, region)
     ssim = results[(results["case"] == case.id) & (results["scenario"] == "missing t1ce+flair")
                    & (results["strategy"] == "generated") & (results["metric"] == "ssim")
                    & (results["sequence"] == "flair")]
     assert ssim["source"].item() == "t1"
-    assert ssim["value"].item() == pytest.approx(get_metric("ssim").compute(
-        made["flair"], prepared.volumes["flair"], mask=prepared.brain_mask), abs=1e-9)
+    assert np.allclose(present_only.record.affine, prepared.record.affine)  # one grid here
+    assert ssim["value"].item() == pytest.approx(build_metric("ssim").compute(
+        made["flair"], prepared.volumes["flair"], mask=present_only.brain_mask), abs=1e-9)
 
     # the statistics files hold statistics of those numbers
     table1 = pd.read_csv(out / "table1_median_dice.csv", header=[0, 1], index_col=0)
@@ -275,6 +301,24 @@ def test_evaluate_end_to_end_writes_the_numbers_it_computed(world, monkeypatch):
         pairs = fid[(fid["strategy"] == "generated") & (fid["generator"] == label)]
         assert len(pairs) == 12 and np.isfinite(pairs["value"]).all()
 
+    # the paper's FID tests: pairs are blocks; real (source vs target), without and with LAM
+    wide = pd.DataFrame({
+        name: rows.set_index(rows["source"] + "->" + rows["sequence"])["value"]
+        for name, rows in (("lam", fid[fid["generator"] == "lam"]),
+                           ("no-lam", fid[fid["generator"] == "no-lam"]),
+                           ("real", fid[fid["strategy"] == "copy"]))})
+    assert wide.shape == (12, 3)
+    friedman = pd.read_csv(out / "fid_friedman.csv")
+    chi2 = friedmanchisquare(wide["lam"], wide["no-lam"], wide["real"]).statistic
+    assert friedman["statistic"].item() == pytest.approx(chi2) and friedman["n"].item() == 12
+    dunn = pd.read_csv(out / "fid_dunn.csv")
+    assert list(dunn["group_a"]) == ["generated with LAM", "generated with LAM",
+                                     "generated without LAM"]
+    first = dunn.iloc[1]  # with LAM vs real
+    ranks = wide.rank(axis=1).mean()
+    assert first["z"] == pytest.approx((ranks["lam"] - ranks["real"]) / np.sqrt(12 / 72))
+    assert "FID statistics" in report
+
 
 def test_umap_figure_and_codes(tmp_path):
     from harmonix.evaluate.codes import collect_codes, umap_embedding
@@ -292,13 +336,151 @@ def test_umap_figure_and_codes(tmp_path):
     assert plot_umap(table, tmp_path / "umap.png").stat().st_size > 0
 
 
+def test_lesion_codes_beside_whole_image_codes(tmp_path):
+    """Fig. 2d: lesion-masked real and generated slices go through E's lesion head."""
+    from harmonix.evaluate.cases import SliceBank
+    from harmonix.evaluate.codes import bank_groups, collect_codes
+    from harmonix.evaluate.report import plot_umap
+
+    generator = CountingGenerator(["brats/t1", "brats/t2"])
+    rng = np.random.default_rng(1)
+    bank = SliceBank()
+    for half in ("A", "B"):
+        for seq in ("t1", "t2"):
+            bank.add_real(half, seq, rng.uniform(0, 255, (2, 8, 8)))
+    bank.add_generated("lam", "t2", "t1", rng.uniform(0, 255, (2, 8, 8)))
+    lesion = np.zeros((3, 8, 8))
+    lesion[:, 2:5, 2:5] = 1
+    bank.add_lesion("t1", None, rng.uniform(0, 255, (3, 8, 8)) * lesion)
+    bank.add_lesion("t1", "t2", rng.uniform(0, 255, (3, 8, 8)) * lesion)
+    table, codes = collect_codes(generator, bank_groups(bank, "brats", ("t1", "t2"), "lam"))
+    counts = table.groupby(["target", "kind", "region"]).size().to_dict()
+    assert counts[("brats/t1", "real", "lesion")] == 3
+    assert counts[("brats/t1", "generated", "lesion")] == 3
+    assert counts[("brats/t1", "real", "whole")] == 4
+    assert counts[("brats/t1", "generated", "whole")] == 2
+    # the lesion head was used for exactly the lesion rows (the stand-in shifts their codes)
+    assert (codes[table["region"] == "lesion", 1] >= 10).all()
+    assert (codes[table["region"] == "whole", 1] < 10).all()
+    table[["x", "y"]] = codes
+    assert plot_umap(table, tmp_path / "umap.png").stat().st_size > 0
+
+
+# -- held-out test cases, copy without peeking, present-only preprocessing -----------------------
+def _noisy_copy(site, out, sequence, seed=0):
+    """A copy of ``site`` whose ``sequence`` files hold noise everywhere (same grid)."""
+    import shutil
+
+    import nibabel as nib
+
+    shutil.copytree(site, out, symlinks=False)
+    rng = np.random.default_rng(seed)
+    for case in read_site(out).cases:
+        path = case.sequences[sequence]
+        image = nib.load(path)
+        noise = rng.uniform(1, 1000, image.shape).astype(np.float32)
+        nib.save(nib.Nifti1Image(noise, image.affine, image.header), path)
+    return out
+
+
+def test_filled_case_mask_is_independent_of_the_missing_sequences(world, tmp_path):
+    from harmonix.evaluate.cases import CaseVariants
+
+    noisy = _noisy_copy(world.test, tmp_path / "noisy", "flair")
+    present = ["t1", "t1ce", "t2"]
+    masks, full_masks = [], []
+    for site in (world.test, noisy):
+        case = read_site(site).cases[0]
+        full = preprocess_case(case, CONFIG)
+        variants = CaseVariants(case, full, CONFIG, SEQUENCES)
+        prepared = variants.present(present)
+        assert set(prepared.volumes) == set(present) and prepared.label is not None
+        masks.append(prepared.brain_mask)
+        full_masks.append(full.brain_mask)
+        for s in present:  # the present volumes too: scaled inside the present-only mask
+            assert np.isfinite(prepared.volumes[s]).all()
+    assert np.array_equal(masks[0], masks[1])
+    assert not np.array_equal(full_masks[0], full_masks[1])  # the noise does change a full mask
+
+
+def test_overlap_with_training_is_refused_by_id_and_by_content(world, tmp_path):
+    import shutil
+
+    from harmonix.evaluate.provenance import OverlapError
+    from harmonix.evaluate.run import evaluate
+
+    quick = dict(segmenter=world.segmenter, scenarios="single", strategies="complete,copy",
+                 fid_slices=0, umap=False, overlays=0, progress=False)
+    with pytest.raises(OverlapError, match="by id and content") as info:
+        evaluate(world.train, out=tmp_path / "a", **quick)
+    assert "segmenter's training data" in str(info.value) and not (tmp_path / "a").exists()
+
+    # a renamed copy of a training case (new folder, new file names, same images)
+    leaked = read_site(world.train).cases[0]
+    renamed = tmp_path / "renamed" / "BraTS19_NEW_0001"
+    renamed.mkdir(parents=True)
+    for sequence, path in {**leaked.sequences, "seg": leaked.label}.items():
+        shutil.copy(path, renamed / f"BraTS19_NEW_0001_{sequence}.nii.gz")
+    with pytest.raises(OverlapError, match="'BraTS19_NEW_0001' .training case .* by content"):
+        evaluate(tmp_path / "renamed", out=tmp_path / "b", **quick)
+
+    result = evaluate(tmp_path / "renamed", out=tmp_path / "c", allow_overlap=True, **quick)
+    top = result.report.read_text().split("## ")[0]
+    assert "WARNING: test cases were seen in training" in top
+    assert "**OVERLAP**: 1 of 1 test cases" in top
+    assert report_settings_of(tmp_path / "c")["provenance"]["overlap_allowed"] is True
+
+
+def report_settings_of(out):
+    from harmonix.evaluate.results import report_settings
+
+    return report_settings(out)
+
+
+def test_copy_choice_never_looks_at_the_test_cases(world, tmp_path):
+    from harmonix.evaluate.provenance import OverlapError, clinical_mapping, copy_mapping
+    from harmonix.evaluate.run import evaluate
+    from harmonix.evaluate.segmentation import load_segmenter
+
+    quick = dict(segmenter=world.segmenter, scenarios="double", strategies="copy",
+                 fid_slices=0, umap=False, overlays=0, progress=False)
+    noisy = _noisy_copy(world.test, tmp_path / "noisy", "flair", seed=1)
+    noisy = _noisy_copy(noisy, tmp_path / "noisier", "t1ce", seed=2)
+    choices = []
+    for site, out in ((world.test, tmp_path / "clean"), (noisy, tmp_path / "noise")):
+        results = evaluate(site, out=out, **quick).results
+        copy = results[(results["strategy"] == "copy") & (results["metric"] == "dice")]
+        choices.append(copy.set_index(["case", "scenario", "region"])["source"].sort_index())
+        assert "learned from the segmenter's training data" in \
+            (out / "report.md").read_text().split("## ")[0]
+    pd.testing.assert_series_equal(choices[0], choices[1])
+    assert (choices[0] != "").all()
+
+    # no record, no training site: the fixed clinical mapping, still not the test cases
+    segmenter = load_segmenter(world.segmenter)
+    segmenter.card = {k: v for k, v in segmenter.card.items() if k != "training"}
+    table, origin = copy_mapping(SEQUENCES, segmenter=segmenter)
+    assert "clinical" in origin
+    assert copy_sources(table, ["t1", "flair"], ["t1ce", "t2"]) == {"t1": "t1ce", "flair": "t2"}
+    assert copy_sources(table, ["t1", "t1ce"], ["t2", "flair"]) == {"t1": "t2", "t1ce": "t2"}
+    pd.testing.assert_frame_equal(table, clinical_mapping(SEQUENCES))
+    # sites given to measure correlations on must not hold test cases
+    from harmonix.evaluate.provenance import case_records
+    from harmonix.evaluate.segmentation import prepare_site
+
+    records = case_records(prepare_site(world.test, CONFIG, sequences=SEQUENCES))
+    with pytest.raises(OverlapError, match="test cases"):
+        copy_mapping(SEQUENCES, segmenter=segmenter, correlation_data=world.test, config=CONFIG,
+                     test_records=records)
+
+
 def test_evaluate_cli(cli, world, tmp_path):
     result = cli("segment", "train", "--data", world.train, "--out", tmp_path / "seg",
                  "--segmenter", "unet2d", "--iters", "1", "--preprocess-like", world.generator,
                  "--option", "channels=4,8")
     assert result.exit_code == 0, result.output
     card = json.loads((tmp_path / "seg" / "model_card.json").read_text())
-    assert card["preprocess"] == CONFIG.to_dict()  # the generator's: 4 mm, 48 x 48 x 39
+    assert card["preprocessing"] == CONFIG.to_dict()  # the generator's: 4 mm, 48 x 48 x 39
 
     out = tmp_path / "report"
     result = cli("evaluate", "--data", world.test, "--segmenter", world.segmenter, "--out", out,
@@ -314,3 +496,13 @@ def test_evaluate_cli(cli, world, tmp_path):
     result = cli("evaluate", "--data", world.test, "--segmenter", world.segmenter, "--out",
                  tmp_path / "other", "--strategies", "generated")
     assert result.exit_code == 1 and "--generator" in result.output
+
+    args = ["evaluate", "--data", world.train, "--segmenter", world.segmenter, "--scenarios",
+            "single", "--strategies", "complete", "--fid-slices", "0", "--no-umap",
+            "--max-cases", "1", "--overlays", "0"]
+    result = cli(*args, "--out", tmp_path / "seen")
+    assert result.exit_code == 1 and "seen in training" in result.output
+    assert "--allow-overlap" in result.output
+    result = cli(*args, "--out", tmp_path / "seen", "--allow-overlap")
+    assert result.exit_code == 0, result.output
+    assert "WARNING" in (tmp_path / "seen" / "report.md").read_text().split("## ")[0]

@@ -16,15 +16,10 @@ import pytest
 import torch
 
 from harmonix.data.preprocess import PreprocessConfig, preprocess_case
-from harmonix.harmonize import (
-    CASE_RECORD,
-    fill_missing,
-    harmonize_site,
-    plan_translations,
-    read_manifest,
-    resolve_target,
-)
 from harmonix.interfaces import Generator
+from harmonix.outputs import CASE_RECORD, STAGING_MARKER, card_hash, read_manifest
+from harmonix.pipeline import harmonize_site
+from harmonix.translate import fill_missing, plan_translations, resolve_target
 
 SEQUENCES = ("t1", "t1ce", "t2", "flair")
 CONFIG = PreprocessConfig(spacing=4.0, crop_shape=(48, 48, 40))
@@ -107,11 +102,11 @@ def site(built_in, tmp_path) -> Path:
 
 @pytest.fixture
 def fake_model(monkeypatch):
-    """``harmonix.load_generator`` returns an :class:`InvertingGenerator` (for the CLI)."""
-    import harmonix
+    """The pipeline's ``as_generator`` returns an :class:`InvertingGenerator` (for the CLI)."""
+    import harmonix.pipeline
 
     generator = InvertingGenerator()
-    monkeypatch.setattr(harmonix, "load_generator", lambda path, device="cpu": generator)
+    monkeypatch.setattr(harmonix.pipeline, "as_generator", lambda model, device="cpu": generator)
     return generator
 
 
@@ -159,7 +154,8 @@ def test_plan_center_fallback_and_alignment():
 
 
 def test_fill_missing_translates_brain_slices_only(built_in):
-    from harmonix.data.site import load_case, read_site
+    from harmonix.data.load import load_case
+    from harmonix.data.site import read_site
 
     case = read_site(built_in / "brats").cases[0]
     prepared = preprocess_case(dict(load_case(case).images), CONFIG)
@@ -210,13 +206,19 @@ def test_every_case_complete_on_its_own_grid_and_flagged(site, tmp_path):
             if (case_id, seq) in generated:
                 assert row["status"] == "generated" and row["source"].startswith("brats/")
                 assert b"SYNTHETIC" in image.header["descrip"].tobytes()
-                assert image.get_data_dtype() == np.float32
+                # on the scale and dtype of the real sequence it was made from
+                assert image.get_data_dtype() == reference.get_data_dtype() == np.int16
                 meta = json.loads(sidecar.read_text())
                 assert meta["synthetic"] is True and meta["target_domain"] == f"brats/{seq}"
                 assert meta["source_sequences"] and len(meta["model_card_sha256"]) == 64
                 assert meta["harmonix_version"] and meta["created"]
+                scale = meta["intensity"]
+                assert scale["scale"] == "input" and scale["dtype"] == "int16"
+                assert scale["like_sequence"] == meta["source_sequences"][0]
                 data = np.asarray(image.dataobj)
-                assert data.max() > 100 and data.min() >= 0
+                inside = data != 0
+                assert inside.any() and data.min() >= 0
+                assert scale["low"] - 1 <= data[inside].min() <= data.max() <= scale["high"] + 1
             else:
                 assert row["status"] == "real"
                 assert digest(path) == digest(site / case_id / path.name)  # byte-identical
@@ -251,7 +253,7 @@ def test_odd_real_world_grid_is_kept(built_in, tmp_path):
         np.testing.assert_allclose(image.affine, source.affine, atol=1e-5)
         np.testing.assert_allclose(image.header.get_zooms(), (0.8, 0.8, 6.0), atol=1e-5)
         assert nib.aff2axcodes(image.affine) == ("L", "P", "S")
-        assert image.get_data_dtype() == (np.int16 if seq in ("t1", "t2") else np.float32)
+        assert image.get_data_dtype() == np.int16  # generated ones on their source's dtype
     flair = np.asarray(nib.load(tmp_path / "out" / "odd001" / "odd001_flair.nii.gz").dataobj)
     inside = np.asarray(source.dataobj) > 0
     # the generated volume lies where the brain is, on the input's own voxels
@@ -335,11 +337,15 @@ def test_interrupt_leaves_no_partial_file(site, tmp_path):
     # a run killed outright (no Ctrl-C handling) leaves its staging folder; the next run clears it
     dead = subprocess.Popen(["true"])
     dead.wait()
-    (out / f".partial-{ids[1]}-{dead.pid}" / "case").mkdir(parents=True)
+    stale = out / f".partial-{ids[1]}-{dead.pid}"
+    (stale / "case").mkdir(parents=True)
+    (stale / STAGING_MARKER).touch()
+    foreign = out / f".partial-notes-{dead.pid}"  # named alike but not harmonix's: kept
+    foreign.mkdir()
     generator.translate = original
     resumed = harmonize_site(site, target="brats", model=generator, out=out)
     assert resumed.count("skipped") == 1 and resumed.count("done") == 3
-    assert not list(out.glob(".partial-*"))
+    assert list(out.glob(".partial-*")) == [foreign]
 
 
 def test_align_keeps_originals_and_flags_aligned(built_in, tmp_path):
@@ -468,11 +474,11 @@ def test_real_ummgat_checkpoint_end_to_end(built_in, tmp_path, cli):
         np.testing.assert_allclose(image.affine, reference.affine, atol=1e-5)
     flair = nib.load(out / case_id / f"{case_id}_flair.nii.gz")
     data = np.asarray(flair.dataobj)
-    assert data.dtype == np.float32 and 0 <= data.min() and data.max() <= 255 and data.std() > 0
     meta = json.loads((out / case_id / f"{case_id}_flair.json").read_text())
+    low, high = meta["intensity"]["low"], meta["intensity"]["high"]
+    assert data.dtype == np.int16 and data.std() > 0
+    assert data.min() >= 0 and data[data != 0].min() >= low - 1 and data.max() <= high + 1
     card = json.loads(next(run.rglob("model_card.json")).read_text())
-    from harmonix.harmonize import card_hash
-
     assert meta["model_card_sha256"] == card_hash(card)
 
 
@@ -487,3 +493,49 @@ def test_cli_ctrl_c_exits_130_with_manifest(site, tmp_path, cli, fake_model):
     first = case_dirs(site)[0].name  # complete without generation, so done before Ctrl-C
     assert {r["case"] for r in manifest_rows(out)} == {first}
     no_leftovers(out)
+
+
+def test_a_field_of_view_that_cuts_the_brain_fails_or_is_recorded(site, tmp_path):
+    """A model whose crop holds only part of the brain: the case fails naming the field of view,
+    or with a lower --min-coverage is written with its coverage in manifest and sidecar."""
+    narrow = PreprocessConfig(spacing=4.0, crop_shape=(24, 24, 40))  # 96 mm across
+    generator = InvertingGenerator(config=narrow)
+    failed = harmonize_site(site, target="brats", model=generator, out=tmp_path / "strict")
+    incomplete = [c for c in failed.cases if c.status != "done"]
+    assert incomplete and all(c.status == "failed" for c in incomplete)
+    message = incomplete[0].rows[0].message
+    assert "field of view (96x96x160 mm" in message and "--min-coverage" in message
+    assert not (tmp_path / "strict" / incomplete[0].case).exists()
+
+    loose = harmonize_site(site, target="brats", model=generator, out=tmp_path / "loose",
+                           min_coverage=0.0)
+    assert loose.ok
+    generated = [r for r in read_manifest(loose.manifest) if r.status == "generated"]
+    coverages = [float(r.coverage) for r in generated]
+    assert generated and all(0 < c < 0.99 for c in coverages)
+    assert all("field of view" in r.message for r in generated)
+    sidecar = json.loads((tmp_path / "loose" / generated[0].file).with_suffix("").with_suffix(
+        ".json").read_text())
+    assert sidecar["brain_coverage"] == pytest.approx(coverages[0], abs=1e-4)
+
+
+def test_full_field_of_view_records_full_coverage(site, tmp_path):
+    result = harmonize_site(site, target="brats", model=InvertingGenerator(), out=tmp_path / "o")
+    generated = [r for r in read_manifest(result.manifest) if r.status == "generated"]
+    assert generated and all(float(r.coverage) >= 0.99 for r in generated)
+    assert not any("field of view" in r.message for r in generated)
+
+
+def test_own_case_folder_is_replaced_but_a_foreign_file_blocks_it(site, tmp_path):
+    out = tmp_path / "out"
+    harmonize_site(site, target="brats", model=InvertingGenerator(), out=out)
+    case = sorted(p for p in out.iterdir() if p.is_dir() and not p.name.startswith("_"))[0]
+    redone = harmonize_site(site, target="brats", model=InvertingGenerator(), out=out,
+                            overwrite=True)
+    assert redone.ok and redone.count("done") == 4
+    (case / "mine.txt").write_text("keep")
+    blocked = harmonize_site(site, target="brats", model=InvertingGenerator(), out=out,
+                             overwrite=True)
+    assert blocked.failed == [case.name]
+    assert "mine.txt was not written by harmonix" in blocked.cases[0].rows[0].message
+    assert (case / "mine.txt").read_text() == "keep" and (case / CASE_RECORD).exists()

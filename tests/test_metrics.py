@@ -12,8 +12,15 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 from scipy.spatial.distance import directed_hausdorff
 
-from harmonix.interfaces import Metric
-from harmonix.plugins import ENTRY_POINT_GROUP, PluginHost, get_host, get_metric, reset_host
+from harmonix.interfaces import ImageMetric, ImageSetMetric, SegmentationMetric
+from harmonix.plugins import (
+    ENTRY_POINT_GROUP,
+    PluginHost,
+    build_metric,
+    get_host,
+    get_metric,
+    reset_host,
+)
 from harmonix_metrics import fid as fid_module
 from harmonix_metrics.image import psnr, ssim
 from harmonix_metrics.segmentation import dice_scores, hd95, hd95_scores
@@ -28,12 +35,16 @@ def test_metrics_are_registered_through_the_plugin_host():
     assert entry_point.value == "harmonix_metrics"
     # a host with only this plugin: loading every other entry point is test_plugins' business
     reset_host(PluginHost(autoload=False, extra=[entry_point.value]))
-    expected = {"dice": True, "hd95": False, "ssim": True, "psnr": True, "fid": False}
-    for name, higher_is_better in expected.items():
+    expected = {"dice": (True, SegmentationMetric), "hd95": (False, SegmentationMetric),
+                "ssim": (True, ImageMetric), "psnr": (True, ImageMetric),
+                "fid": (False, ImageSetMetric)}
+    for name, (higher_is_better, kind) in expected.items():
         assert get_host().get("metric", name).plugin == "harmonix_metrics"
-        metric = get_metric(name)
-        assert isinstance(metric, Metric)
+        assert issubclass(get_metric(name), kind)  # get_X: the registered class
+        metric = build_metric(name)  # build_X: an instance
+        assert isinstance(metric, kind)
         assert metric.name == name and metric.higher_is_better is higher_is_better
+        assert metric.by_default is (name != "hd95")  # HD95 is slow: evaluate runs it on request
 
 
 # -- Dice --------------------------------------------------------------------------------------
@@ -52,7 +63,7 @@ def test_dice_agrees_with_monai_per_region():
     rng = np.random.default_rng(0)
     for _ in range(4):
         pred, ref = _random_labels(rng), _random_labels(rng)
-        scores = get_metric("dice").compute(pred, ref)
+        scores = build_metric("dice").compute(pred, ref)
         assert set(scores) == set(REGIONS)
         for region, values in REGIONS.items():
             p = torch.from_numpy(np.isin(pred, values))[None, None].float()
@@ -117,7 +128,7 @@ def test_hd95_empty_region_conventions_and_regions():
     assert hd95(empty, empty, spacing) == 0.0
     diagonal = np.sqrt(20.0**2 + 24.0**2 + 24.0**2)
     assert hd95(some > 0, empty > 0, spacing) == pytest.approx(diagonal)
-    scores = get_metric("hd95").compute(some, some, spacing=spacing)
+    scores = build_metric("hd95").compute(some, some, spacing=spacing)
     assert scores == {"WT": 0.0, "TC": 0.0, "ET": 0.0}
     shifted = np.roll(some, 1, axis=0)
     assert hd95_scores(some, shifted, spacing)["WT"] == pytest.approx(2.0)
@@ -150,7 +161,7 @@ def test_ssim_agrees_with_formula_by_hand(shape):
     gen, ref = _pair(rng, shape, noise=20.0)
     full = _ssim_map_by_hand(gen, ref)
     interior = tuple(slice(3, n - 3) for n in shape)
-    assert get_metric("ssim").compute(gen, ref) == pytest.approx(full[interior].mean(), abs=1e-6)
+    assert build_metric("ssim").compute(gen, ref) == pytest.approx(full[interior].mean(), abs=1e-6)
     mask = np.zeros(shape, bool)
     mask[tuple(slice(n // 4, n) for n in shape)] = True  # touches the border on one side
     inside = np.zeros(shape, bool)
@@ -165,7 +176,7 @@ def test_psnr_agrees_with_formula_by_hand():
     rng = np.random.default_rng(2)
     gen, ref = _pair(rng, (24, 24, 10), noise=10.0)
     mse = np.mean((gen.astype(np.float64) - ref) ** 2)
-    assert get_metric("psnr").compute(gen, ref) == pytest.approx(10 * np.log10(255**2 / mse))
+    assert build_metric("psnr").compute(gen, ref) == pytest.approx(10 * np.log10(255**2 / mse))
     mask = ref > np.median(ref)
     mse_in = np.mean((gen[mask].astype(np.float64) - ref[mask]) ** 2)
     assert psnr(gen, ref, mask=mask) == pytest.approx(10 * np.log10(255**2 / mse_in))
@@ -250,7 +261,7 @@ def test_fid_is_zero_for_identical_sets_and_grows_with_distortion(fid_cache):
         distances.append(fid_module.frechet_distance(feats, fid_module.inception_features(noisy)))
     assert 0 < distances[0] < distances[1]
     pair = real[:2]
-    assert get_metric("fid").compute(pair[:, 0], pair) == pytest.approx(0.0, abs=1e-6)
+    assert build_metric("fid").compute(pair[:, 0], pair) == pytest.approx(0.0, abs=1e-6)
 
 
 def test_frechet_distance_agrees_with_pytorch_fid():

@@ -234,3 +234,18 @@ def test_preprocess_a_site_case(tmp_path):
     prepared = preprocess_case(case, PreprocessConfig(spacing=3.0, crop_shape=(24, 28, 20)))
     assert prepared.case_id == "P001" and set(prepared.volumes) == {"t1", "t2"}
     assert set(np.unique(prepared.label)) == {0, 2, 4}
+
+
+def test_brain_mask_keeps_csf_stored_as_zero():
+    """A brain-extracted scan whose ventricles and sulci are exact zeros: they are brain."""
+    shape = (48, 48, 40)
+    xyz = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1)
+    brain = ((((xyz - [24, 24, 20]) / [18, 20, 15]) ** 2).sum(-1)) < 1
+    ventricles = ((((xyz - [24, 24, 20]) / [3, 8, 4]) ** 2).sum(-1)) < 1
+    sulcus = brain & (np.abs(xyz[..., 0] - 12) <= 1) & (xyz[..., 2] > 24)  # open to the surface
+    image = np.where(brain & ~ventricles & ~sulcus, 100.0, 0.0).astype(np.float32)
+    mask = brain_mask([image], spacing=1.0)
+    assert mask[ventricles].all()
+    deep = ndimage.binary_erosion(brain, iterations=4)  # the sulcus away from the surface
+    assert mask[sulcus & deep].all()
+    assert dice(mask, brain) > 0.97

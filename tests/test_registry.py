@@ -136,3 +136,75 @@ def test_cli_version(cli):
 
     result = cli("--version")
     assert result.exit_code == 0 and harmonix.__version__ in result.output
+
+
+def _one_error_line(result) -> str:
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+def test_a_directory_or_binary_registry_is_refused_naming_it(tmp_path):
+    folder = tmp_path / "regdir"
+    folder.mkdir()
+    binary = tmp_path / "scan.nii.gz"
+    binary.write_bytes(b"\x1f\x8b\x08\x00\xff\xfe\x00\x01" * 64)
+    nul = tmp_path / "nul.yaml"
+    nul.write_text("sequences:\n  t2: {aliases: [t2]}\n\0\0")
+    for path, problem in ((folder, "is a directory"), (binary, "binary"), (nul, "binary")):
+        with pytest.raises(RegistryError) as excinfo:
+            load_registry(path)
+        assert excinfo.value.file == path.resolve() and problem in str(excinfo.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "lines"),
+    [
+        (  # the second t2 would silently drop the first's aliases
+            "sequences:\n  t2:\n    aliases: [t2, t2tse]\n  t2:\n    aliases: [t2]\n",
+            "sequences.t2",
+            (2, 4),
+        ),
+        ("defaults:\n  backbone: swin\ndefaults:\n  backbone: convnext\n", "defaults", (1, 3)),
+        (
+            "targets:\n  h:\n    sequences: [t1]\n    sequences: [t2]\n",
+            "targets.h.sequences",
+            (3, 4),
+        ),
+    ],
+)
+def test_a_key_written_twice_is_an_error_naming_file_key_and_lines(tmp_path, text, key, lines):
+    user = tmp_path / "twice.yaml"
+    user.write_text(text)
+    with pytest.raises(RegistryError) as excinfo:
+        load_registry(user)
+    assert excinfo.value.file == user.resolve() and excinfo.value.key == key
+    assert f"lines {lines[0]} and {lines[1]}" in str(excinfo.value)
+
+
+def test_cli_bad_registry_is_one_line_before_any_command(tmp_path, cli):
+    folder = tmp_path / "regdir"
+    folder.mkdir()
+    result = cli("--registry", folder, "registry")
+    assert result.exit_code == 1
+    assert str(folder.resolve()) in _one_error_line(result)
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("defaults:\n  target: brats\ndefaults:\n  target: local\n")
+    result = cli("--registry", twice, "plugins")  # checked even for a command that ignores it
+    assert result.exit_code == 1
+    line = _one_error_line(result)
+    assert "twice.yaml" in line and "'defaults'" in line
+
+
+def test_derived_maps_are_not_read_as_acquisitions():
+    """ADC and DTI maps are computed from diffusion imaging: their own sequences, never dwi or
+    hardi, and in no built-in target (harmonize neither generates nor copies them)."""
+    reg = load_registry()
+    assert reg.resolve_sequence("UCSF-PDGM-004_ADC.nii.gz") == "adc"
+    assert reg.resolve_sequence("case_dti.nii.gz") == "dti"
+    assert reg.resolve_sequence("UCSF-PDGM-004_DWI.nii.gz") == "dwi"
+    assert reg.resolve_sequence("case_hardi.nii.gz") == "hardi"
+    assert "adc" not in reg.sequences["dwi"].aliases and "dti" not in reg.sequences["hardi"].aliases
+    for target in reg.targets.values():
+        assert not {"adc", "dti"} & set(target.sequences), target.name

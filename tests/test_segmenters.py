@@ -14,7 +14,7 @@ from harmonix.data.preprocess import PreprocessConfig, preprocess_case, restore
 from harmonix.data.site import read_site
 from harmonix.data.synth import synthesize_site
 from harmonix.errors import CheckpointError
-from harmonix.plugins import get_segmenter
+from harmonix.plugins import build_segmenter, get_segmenter
 from harmonix_segmenters.labels import (
     classes_to_labels,
     labels_to_classes,
@@ -68,13 +68,13 @@ def test_region_masks_match_their_definition_and_round_trip():
 @pytest.mark.parametrize("name", ["unet2d", "segresnet"])
 def test_fit_predict_save_load_round_trip(name, prepared, tmp_path):
     out = tmp_path / name
-    segmenter = get_segmenter(name)(SEQUENCES, **TINY[name])
+    segmenter = build_segmenter(name, SEQUENCES, **TINY[name])
     segmenter.fit(prepared, out, iters=2, batch_size=2, preprocess=CONFIG, progress=False)
     assert {p.name for p in out.iterdir()} >= {"model.safetensors", "model_card.json",
                                                "training_state.pt"}
     card = json.loads((out / "model_card.json").read_text())
     assert card["segmenter"] == name and card["sequences"] == list(SEQUENCES)
-    assert card["iteration"] == 2 and card["preprocess"] == CONFIG.to_dict()
+    assert card["iteration"] == 2 and card["preprocessing"] == CONFIG.to_dict()
     assert card["training"]["cases"] == [c.case_id for c in prepared]
 
     labels = segmenter.predict(prepared[0].volumes)
@@ -125,14 +125,14 @@ def test_resume_continues_where_an_uninterrupted_run_would_be(name, prepared, tm
 
 
 def test_bad_inputs_are_named(prepared, tmp_path):
-    segmenter = get_segmenter("unet2d")(SEQUENCES, **TINY["unet2d"])
+    segmenter = build_segmenter("unet2d", SEQUENCES, **TINY["unet2d"])
     volumes = {s: v for s, v in prepared[0].volumes.items() if s != "flair"}
     with pytest.raises(ValueError, match="flair"):
         segmenter.predict(volumes)
     with pytest.raises(ValueError, match="channels"):
-        get_segmenter("unet2d")(SEQUENCES, chanels=(4, 8))
+        build_segmenter("unet2d", SEQUENCES, chanels=(4, 8))
     with pytest.raises(ValueError, match="patch"):
-        get_segmenter("segresnet")(SEQUENCES, patch=(20, 16, 16))
+        build_segmenter("segresnet", SEQUENCES, patch=(20, 16, 16))
 
 
 # -- CLI ---------------------------------------------------------------------------------------
@@ -143,9 +143,9 @@ def test_segment_cli_writes_labels_on_the_case_grid_in_the_site_convention(cli, 
                  "channels=4,8,16")
     assert result.exit_code == 0, result.output
     card = json.loads((seg_dir / "model_card.json").read_text())
-    assert card["preprocess"]["crop_shape"] == [48, 48, 39]
+    assert card["preprocessing"]["crop_shape"] == [48, 48, 39]
     assert card["options"]["channels"] == [4, 8, 16]
-    assert card["training"]["data"] == [str(site.resolve())]
+    assert card["training"]["data"] == [site.name]  # cards travel: the folder's name only
 
     # a BraTS 2023 site (labels 1/2/3, CASE-seg.nii.gz naming)
     men = synthesize_site(tmp_path / "men", 1, center="brats-men", seed=4, spacing=4.0,
@@ -162,7 +162,7 @@ def test_segment_cli_writes_labels_on_the_case_grid_in_the_site_convention(cli, 
     assert set(np.unique(values).tolist()) <= {0, 1, 2, 3}
 
     segmenter = get_segmenter("unet2d").load(seg_dir)
-    prepared = preprocess_case(case, PreprocessConfig.from_dict(card["preprocess"]))
+    prepared = preprocess_case(case, PreprocessConfig.from_dict(card["preprocessing"]))
     canonical = restore(segmenter.predict(prepared.volumes), prepared.record, is_label=True)
     expected = from_canonical(np.asarray(canonical.dataobj), "brats2023")
     assert np.array_equal(values, expected)
@@ -171,7 +171,7 @@ def test_segment_cli_writes_labels_on_the_case_grid_in_the_site_convention(cli, 
 
 def test_segment_predict_reports_cases_that_lack_a_sequence(cli, prepared, tmp_path):
     seg_dir = tmp_path / "seg"
-    get_segmenter("unet2d")(SEQUENCES, **TINY["unet2d"]).fit(
+    build_segmenter("unet2d", SEQUENCES, **TINY["unet2d"]).fit(
         prepared, seg_dir, iters=1, preprocess=CONFIG, progress=False)
     local = synthesize_site(tmp_path / "local", 1, center="local", seed=5, spacing=4.0,
                             workers=1)

@@ -10,9 +10,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from harmonix.data import site as site_module
+from harmonix.data import checks as checks_module
 from harmonix.data.labels import from_canonical, to_canonical
-from harmonix.data.site import load_case, read_site
+from harmonix.data.load import load_case
+from harmonix.data.site import read_site
 from harmonix.errors import InputError
 
 SHAPE = (12, 12, 8)
@@ -177,9 +178,10 @@ def test_files_outside_any_case_are_reported(tmp_path, cli):
     write(root / "loose_t1.nii.gz")
     site = read_site(root)
     assert site.cases[0].ok and not site.ok
-    assert [(p.path.name, p.kind) for p in site.problems] == [("loose_t1.nii.gz", "stray")]
+    assert [(p.path.name, p.kind) for p in site.problems] == [("loose_t1.nii.gz", "ignored")]
     result = cli("inspect", root)
-    assert result.exit_code == 1 and "loose_t1.nii.gz: not part of any case" in result.output
+    assert result.exit_code == 1
+    assert "loose_t1.nii.gz: ignored: not part of any case" in result.output
 
 
 @pytest.mark.parametrize("make", ["missing", "file", "empty", "only-hidden"])
@@ -277,7 +279,7 @@ def test_header_only_read_skips_voxel_checks_but_not_truncation(broken_site):
 
 
 def test_voxel_checks_stream_in_chunks(broken_site, monkeypatch):
-    monkeypatch.setattr(site_module, "CHUNK_BYTES", 100)  # many chunks; the NaN is in the last
+    monkeypatch.setattr(checks_module, "CHUNK_BYTES", 100)  # many chunks; the NaN is in the last
     found = problems_by_file(read_site(broken_site))
     assert "1 NaN" in found["nan_t1ce.nii.gz"][0].message
     assert "all voxels are zero" in found["zero_flair.nii.gz"][0].message
@@ -376,3 +378,117 @@ def test_inspect_a_clean_site(tmp_path, cli):
 
     result = cli("inspect", tmp_path / "nowhere")
     assert result.exit_code == 2 and "nowhere" in result.output
+
+
+# -- other image formats -------------------------------------------------------------------------
+def dicom_file(path: Path) -> Path:
+    """A file with the DICOM preamble and magic (``DICM`` at byte 128), no extension."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\0" * 128 + b"DICM" + b"\0" * 64)
+    return path
+
+
+def test_other_image_formats_are_reported_with_what_to_do(tmp_path, cli):
+    root = tmp_path / "site"
+    brats2019_case(root, "c1")
+    brats2019_case(root, "c2", sequences=("t1", "t1ce", "flair"))
+    (root / "c2" / "c2_t2.mgz").write_bytes(b"\x1f\x8b not really")  # a real T2, in MGZ
+    (root / "c1" / "brainmask.nrrd").write_text("NRRD0004")  # no sequence: the site's problem
+    for n in range(3):
+        dicom_file(root / "PATIENT_7" / "series1" / f"IM{n:04d}")  # a DICOM folder, no case
+    (root / "atlas.mha").write_text("ObjectType = Image")
+    dicom_file(root / "c1" / "scans" / "IM0001")  # a DICOM series nested in a case
+
+    site = read_site(root)
+    found = {p.path.relative_to(root).as_posix(): p for p in site.all_problems}
+    assert set(found) == {"c2/c2_t2.mgz", "c1/brainmask.nrrd", "PATIENT_7", "atlas.mha",
+                          "c1/scans"}
+    assert {k: p.kind for k, p in found.items()} == {
+        "c2/c2_t2.mgz": "mgz", "c1/brainmask.nrrd": "nrrd", "PATIENT_7": "dicom",
+        "atlas.mha": "mha", "c1/scans": "dicom"}
+    assert "dcm2niix" in found["PATIENT_7"].message and "dcm2niix" in found["c1/scans"].message
+    assert "mri_convert" in found["c2/c2_t2.mgz"].message
+    assert "SimpleITK" in found["atlas.mha"].message
+    assert "Slicer" in found["c1/brainmask.nrrd"].message
+    by_id = {c.id: c for c in site.cases}
+    assert not by_id["c2"].ok  # its T2 would otherwise be missing and made synthetic
+    assert "t2" not in by_id["c2"].sequences
+    assert by_id["c1"].ok  # a file named like no sequence does not hold the case back
+    with pytest.raises(InputError, match="mri_convert"):
+        load_case(by_id["c2"])
+    result = cli("inspect", root)
+    assert result.exit_code == 1 and "dcm2niix" in result.output
+
+
+def test_a_site_of_dicom_folders_says_to_convert(tmp_path):
+    root = tmp_path / "dicom"
+    for case in ("P1", "P2"):
+        dicom_file(root / case / "IM0001.dcm")
+    with pytest.raises(InputError, match="DICOM files: convert each series") as err:
+        read_site(root)
+    assert err.value.path == root
+
+
+def test_bids_sourcedata_dicom_is_not_reported(tmp_path):
+    root = tmp_path / "bids"
+    write(root / "sub-01" / "anat" / "sub-01_T1w.nii.gz")
+    dicom_file(root / "sourcedata" / "sub-01" / "IM0001")
+    dicom_file(root / "sub-01" / "dicom" / "IM0001")  # beside anat/: reported
+    site = read_site(root)
+    assert [(p.path.name, p.kind) for p in site.problems] == [("dicom", "dicom")]
+
+
+# -- warnings ------------------------------------------------------------------------------------
+def test_warnings_for_unstripped_and_thick_scans_never_fail(tmp_path, cli):
+    root = tmp_path / "site"
+    stripped = np.zeros(SHAPE, np.float32)
+    stripped[3:9, 3:9, 2:6] = RNG.uniform(1, 100, (6, 6, 4))  # zero background: stripped
+    write(root / "c1" / "c1_t1.nii.gz", stripped)
+    write(root / "c1" / "c1_t2.nii.gz", stripped)
+    write(root / "c2" / "c2_t1.nii.gz")  # every voxel non-zero: a head, not a brain
+    thick = np.diag([0.9, 0.9, 6.0, 1.0])
+    write(root / "c3" / "c3_t1.nii.gz", stripped, thick)
+    write(root / "c4" / "c4_t1.nii.gz", stripped, np.diag([1.0, 1.0, 3.0, 1.0]))  # ratio 3
+    write(root / "c5" / "c5_t1.nii.gz", stripped, np.diag([1.0, 1.0, 2.5, 1.0]))  # fine
+
+    site = read_site(root)
+    assert site.ok and all(case.ok for case in site.cases)  # warnings are not problems
+    warned = {(w.path.name, w.kind) for w in site.warnings}
+    assert warned == {("c2_t1.nii.gz", "warning"), ("c3_t1.nii.gz", "warning"),
+                      ("c4_t1.nii.gz", "warning")}
+    by_file = {w.path.name: w.message for w in site.warnings}
+    unstripped = by_file["c2_t1.nii.gz"]
+    assert "does not look skull-stripped: 100% of its voxels are non-zero" in unstripped
+    assert "head mask" in by_file["c2_t1.nii.gz"] and "HD-BET" in by_file["c2_t1.nii.gz"]
+    assert "0.9x0.9x6 mm voxels, 6.7:1" in by_file["c3_t1.nii.gz"]
+    assert "resamples every sequence" in by_file["c3_t1.nii.gz"]
+    load_case(site.cases[1])  # a case with warnings loads
+    quick = read_site(root, check_voxels=False)  # headers only: the slice warnings remain
+    assert {w.path.name for w in quick.warnings} == {"c3_t1.nii.gz", "c4_t1.nii.gz"}
+
+    result = cli("inspect", root)
+    assert result.exit_code == 0, result.output  # warnings alone: success
+    assert "3 warnings" in result.output and "no problems found" in result.output
+    assert "c2/c2_t1.nii.gz: does not look skull-stripped" in " ".join(result.output.split())
+
+
+def test_the_skull_stripping_rule_is_the_brain_mask_rule():
+    import inspect
+
+    from harmonix.data.preprocess import brain_mask
+
+    default = inspect.signature(brain_mask).parameters["stripped_fraction"].default
+    assert checks_module.HEAD_FRACTION == default
+
+
+# -- BraTS 2021 ----------------------------------------------------------------------------------
+def test_brats2021_is_read_with_2019_names_and_labels(tmp_path):
+    root = tmp_path / "brats2021"
+    case = "BraTS2021_00000"
+    brats2019_case(root, case)  # _t1 _t1ce _t2 _flair, labels 1/2/4
+    site = read_site(root)
+    assert (site.layout, site.label_convention) == ("brats2019", "brats2019") and site.ok
+    (root / "harmonix-site.json").write_text(json.dumps({"layout": "brats2021"}))
+    site = read_site(root)
+    assert (site.layout, site.label_convention) == ("brats2019", "brats2019") and site.ok
+    assert set(site.cases[0].sequences) == {"t1", "t1ce", "t2", "flair"}

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
 import scikit_posthocs as sp
-from scipy.stats import friedmanchisquare, wilcoxon
+from scipy.stats import friedmanchisquare, rankdata, wilcoxon
 
 from harmonix.evaluate.stats import (
     all_statistics,
+    block_statistics,
+    cohens_d,
+    cohens_dz,
+    dunn_blocked,
     dunn_table,
     friedman_table,
     median_table,
@@ -82,35 +88,138 @@ def test_wilcoxon_verdict_follows_lower_is_better_metrics():
     assert verdicts["t1/WT"] == "copy better" and verdicts["t2/WT"] == "generated better"
 
 
-def test_friedman_and_dunn_agree_with_scipy_and_scikit_posthocs():
+def test_friedman_agrees_with_scipy_and_dunn_uses_within_case_ranks():
     df = _long_table()
     friedman = friedman_table(df)
-    dunn = dunn_table(df, p_adjust="bonferroni")
+    dunn = dunn_table(df, p_adjust=None)
+    strategies = ("complete", "copy", "generated")
     for row in friedman.itertuples():
-        strategies = ("complete", "copy", "generated")
         groups = [_values(df, row.scenario, row.region, s) for s in strategies]
         expected = friedmanchisquare(*groups)
         assert (row.n, row.k) == (N_CASES, 3)
         assert row.statistic == pytest.approx(expected.statistic)
         assert row.p_value == pytest.approx(expected.pvalue)
         assert row.p_value < 0.01  # complete is always best: a clear effect
-        long = pd.DataFrame(
-            {"dice": np.concatenate(groups), "strategy": np.repeat(["complete", "copy",
-                                                                    "generated"], N_CASES)}
-        )
-        matrix = sp.posthoc_dunn(long, val_col="dice", group_col="strategy",
-                                 p_adjust="bonferroni")
+        # within-case ranks, recomputed with scipy's rankdata per case
+        ranks = np.apply_along_axis(rankdata, 1, np.column_stack(groups)).mean(axis=0)
+        se = np.sqrt(3 * 4 / (6 * N_CASES))
         pairs = dunn[(dunn.scenario == row.scenario) & (dunn.region == row.region)]
         assert len(pairs) == 3
         for pair in pairs.itertuples():
-            assert pair.p_value == pytest.approx(matrix.loc[pair.strategy_a, pair.strategy_b])
-        complete_vs_copy = pairs[(pairs.strategy_a == "complete") & (pairs.strategy_b == "copy")]
-        assert complete_vs_copy.p_value.item() < 0.05
-    # the default Holm adjustment, checked on the last group
-    holm = sp.posthoc_dunn(long, val_col="dice", group_col="strategy", p_adjust="holm")
-    last = dunn_table(df[(df.scenario == row.scenario) & (df.region == row.region)])
-    for pair in last.itertuples():
-        assert pair.p_value == pytest.approx(holm.loc[pair.strategy_a, pair.strategy_b])
+            i, j = strategies.index(pair.strategy_a), strategies.index(pair.strategy_b)
+            z = (ranks[i] - ranks[j]) / se
+            assert pair.z == pytest.approx(z)
+            assert pair.p_value == pytest.approx(math.erfc(abs(z) / math.sqrt(2)))
+
+
+def _worked_example() -> pd.DataFrame:
+    """Issue 13's example: 30 cases, strategies shifted by 0.00, 0.02 and 0.04 Dice, a spread
+    between cases (0.35 to 0.95) far larger than the shifts."""
+    base = 0.35 + 0.6 * ((np.arange(30) * 7) % 30) / 29  # every case a different level
+    rows = [dict(case=f"c{i:02d}", scenario="s", strategy=name, region="WT", dice=b + shift)
+            for i, b in enumerate(base)
+            for name, shift in (("a", 0.0), ("b", 0.02), ("c", 0.04))]
+    return pd.DataFrame(rows)
+
+
+def test_dunn_after_friedman_respects_the_pairing_on_the_worked_example():
+    df = _worked_example()
+    friedman = friedman_table(df).iloc[0]
+    # every case ranks a < b < c: chi2 = 2n = 60, p = exp(-30) ~ 9e-14
+    assert friedman.statistic == pytest.approx(60.0)
+    assert friedman.p_value == pytest.approx(math.exp(-30), rel=1e-6)
+    assert 8e-14 < friedman.p_value < 1e-13
+    dunn = dunn_table(df).set_index(["strategy_a", "strategy_b"])  # Bonferroni by default
+    se = math.sqrt(3 * 4 / (6 * 30))  # mean ranks 1, 2, 3
+    for (a, b), steps in ((("a", "b"), 1), (("a", "c"), 2), (("b", "c"), 1)):
+        assert dunn.loc[(a, b), "z"] == pytest.approx(-steps / se)
+        assert dunn.loc[(a, b), "p_value"] == pytest.approx(
+            3 * math.erfc(steps / se / math.sqrt(2)))
+    assert 2e-14 < dunn.loc[("a", "c"), "p_value"] < 4e-14
+    assert 2e-4 < dunn.loc[("a", "b"), "p_value"] < 4e-4
+    assert 2e-4 < dunn.loc[("b", "c"), "p_value"] < 4e-4
+    # the pooled (Kruskal-Wallis) form, which ignores the pairing, sees no difference at all
+    pooled = sp.posthoc_dunn(df, val_col="dice", group_col="strategy", p_adjust="bonferroni")
+    assert min(pooled.loc["a", "b"], pooled.loc["a", "c"], pooled.loc["b", "c"]) > 0.5
+    # Holm as an option: step-down over the same raw p-values
+    holm = dunn_table(df, p_adjust="holm").set_index(["strategy_a", "strategy_b"])
+    np.testing.assert_allclose(holm["p_value"], _holm(dunn["p_unadjusted"].to_numpy()))
+
+
+def test_dunn_on_a_hand_computed_table():
+    # ranks per case (ties averaged):  A    B    C
+    #   c1: 0.1 0.2 0.3                1    2    3
+    #   c2: 0.5 0.4 0.6                2    1    3
+    #   c3: 0.2 0.2 0.1                2.5  2.5  1
+    #   c4: 0.3 0.5 0.9                1    2    3
+    # rank sums 6.5, 7.5, 10 -> mean ranks 1.625, 1.875, 2.5; se = sqrt(3*4/(6*4)) = sqrt(0.5)
+    values = {"A": [0.1, 0.5, 0.2, 0.3], "B": [0.2, 0.4, 0.2, 0.5], "C": [0.3, 0.6, 0.1, 0.9]}
+    wide = pd.DataFrame(values, index=["c1", "c2", "c3", "c4"])
+    table = dunn_blocked(wide, p_adjust=None).set_index(["group_a", "group_b"])
+    expected_z = {("A", "B"): -0.25 / math.sqrt(0.5), ("A", "C"): -0.875 / math.sqrt(0.5),
+                  ("B", "C"): -0.625 / math.sqrt(0.5)}
+    for pair, z in expected_z.items():
+        assert table.loc[pair, "z"] == pytest.approx(z)
+        assert table.loc[pair, "p_unadjusted"] == pytest.approx(math.erfc(abs(z) / math.sqrt(2)))
+    assert table.loc[("A", "C"), "rank_sum_difference"] == pytest.approx(6.5 - 10)
+    assert list(table["mean_rank_a"]) == pytest.approx([1.625, 1.625, 1.875])
+    bonferroni = dunn_blocked(wide).set_index(["group_a", "group_b"])["p_value"]
+    assert bonferroni[("A", "B")] == 1.0  # 3 x 0.72 capped at 1
+    assert bonferroni[("A", "C")] == pytest.approx(3 * math.erfc(0.875 / math.sqrt(0.5)
+                                                                  / math.sqrt(2)))
+
+
+def test_dunn_agrees_in_direction_with_nemenyi_friedman():
+    df = _long_table()
+    for scenario, region in (("t1", "WT"), ("t2", "TC"), ("flair", "ET")):
+        rows = df[(df.scenario == scenario) & (df.region == region)]
+        wide = rows.pivot(index="case", columns="strategy", values="dice")
+        ours = dunn_blocked(wide, p_adjust=None)
+        nemenyi = sp.posthoc_nemenyi_friedman(wide.to_numpy())
+        theirs = [nemenyi.iloc[list(wide.columns).index(a), list(wide.columns).index(b)]
+                  for a, b in zip(ours.group_a, ours.group_b, strict=True)]
+        # the same |mean-rank difference| orders both: the same pairs are most different
+        assert np.array_equal(np.argsort(ours["p_unadjusted"].to_numpy(), kind="stable"),
+                              np.argsort(theirs, kind="stable"))
+        assert ((ours["p_unadjusted"] < 0.05).to_numpy() == (np.array(theirs) < 0.05)).all()
+    worked = _worked_example().pivot(index="case", columns="strategy", values="dice")
+    nemenyi = sp.posthoc_nemenyi_friedman(worked.to_numpy())
+    ours = dunn_blocked(worked)
+    assert (ours["p_value"] < 0.05).all()
+    assert (nemenyi.to_numpy()[np.triu_indices(3, 1)] < 0.05).all()
+
+
+def test_block_statistics_on_a_fid_table_with_a_known_answer():
+    # 12 sequence pairs; within every pair with LAM < without LAM < real (FID), by 50 and 100
+    level = 10.0 * np.arange(12)
+    wide = pd.DataFrame({"real": 300 + level, "no-lam": 200 + level, "lam": 150 + level})
+    friedman, pairs = block_statistics(wide)
+    # ranks 3, 2, 1 in every block: chi2 = 2n = 24, p = exp(-12)
+    assert (friedman["n"], friedman["k"]) == (12, 3)
+    assert friedman["statistic"] == pytest.approx(24.0)
+    assert friedman["p_value"] == pytest.approx(math.exp(-12), rel=1e-6)
+    pairs = pairs.set_index(["group_a", "group_b"])
+    se = math.sqrt(3 * 4 / (6 * 12))
+    sd = np.std(level, ddof=1)  # every column has the spread of ``level``
+    for pair, steps, shift in ((("real", "no-lam"), 1, 100), (("real", "lam"), 2, 150),
+                               (("no-lam", "lam"), 1, 50)):
+        assert pairs.loc[pair, "z"] == pytest.approx(steps / se)
+        assert pairs.loc[pair, "rank_sum_difference"] == pytest.approx(12 * steps)
+        assert pairs.loc[pair, "p_value"] == pytest.approx(
+            min(1.0, 3 * math.erfc(steps / se / math.sqrt(2))))
+        assert pairs.loc[pair, "mean_difference"] == pytest.approx(shift)
+        assert pairs.loc[pair, "cohen_d"] == pytest.approx(shift / sd)
+        assert np.isnan(pairs.loc[pair, "cohen_dz"])  # constant differences: no spread
+    two, only = block_statistics(wide[["real", "lam"]])
+    assert np.isnan(two["p_value"]) and "3 groups" in two["note"] and len(only) == 1
+
+
+def test_cohens_d_against_hand_computed_values():
+    a, b = [1.0, 2.0, 3.0, 4.0], [2.0, 4.0, 6.0, 8.0]
+    # means 2.5, 5; variances 5/3, 20/3 -> pooled sd sqrt(25/6)
+    assert cohens_d(a, b) == pytest.approx(-2.5 / math.sqrt(25 / 6))
+    # differences -1, -2, -3, -4: mean -2.5, sd sqrt(5/3)
+    assert cohens_dz(a, b) == pytest.approx(-2.5 / math.sqrt(5 / 3))
 
 
 def test_friedman_needs_three_strategies_and_handles_no_variation():

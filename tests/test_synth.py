@@ -148,6 +148,7 @@ def test_local_center_has_t1_t2_and_looks_different(brats_site, local_site):
 
 def test_site_reads_back_with_its_grid(brats_site, local_site):
     site_module = pytest.importorskip("harmonix.data.site")
+    load_module = pytest.importorskip("harmonix.data.load")
     for root, center, sequences in ((brats_site, "brats", {"t1", "t1ce", "t2", "flair"}),
                                     (local_site, "local", {"t1", "t2"})):
         site = site_module.read_site(root)
@@ -156,7 +157,7 @@ def test_site_reads_back_with_its_grid(brats_site, local_site):
         assert len(site.cases) == 2 and all(case.ok for case in site.cases)
         for case in site.cases:
             assert set(case.sequences) == sequences and case.label is not None
-        loaded = site_module.load_case(site.cases[0])
+        loaded = load_module.load_case(site.cases[0])
         for image in (*loaded.images.values(), loaded.label):
             assert image.shape == grid_shape(SPACING) == (60, 60, 39)
             np.testing.assert_allclose(image.affine, grid_affine(SPACING))

@@ -12,9 +12,17 @@ from torch import nn
 import harmonix
 from harmonix import checkpoints as ckpt
 from harmonix.errors import CheckpointError
+from harmonix.registry import make_domain
 from harmonix_ummgat import losses as L
 from harmonix_ummgat.generator import UMMGATGenerator
-from harmonix_ummgat.networks import ModelConfig, Nets, build_nets, mask_image, to_255, to_unit
+from harmonix_ummgat.networks import (
+    ModelConfig,
+    Nets,
+    build_nets,
+    mask_image,
+    to_255,
+    to_unit,
+)
 from harmonix_ummgat.recipe import Recipe
 from harmonix_ummgat.samples import save_sample_grid
 from harmonix_ummgat.solver import Batch, Solver
@@ -24,7 +32,7 @@ SMALL = dict(encoder_dim=8, encoder_max_dim=16, mapper_dim=16, style_dim=16, lat
 
 
 def domains(n: int) -> tuple[str, ...]:
-    return tuple(f"c{i // 2}/{('t1', 't2')[i % 2]}" for i in range(n))
+    return tuple(make_domain(f"c{i // 2}", ("t1", "t2")[i % 2]) for i in range(n))
 
 
 class IdentityBackbone(harmonix.Backbone):
@@ -167,6 +175,8 @@ def g_loss(nets, recipe, n=4, lesion=None, guide="latent", **kw):
     if guide == "latent":
         zs = (torch.randn(b, cfg.latent_dim, generator=torch.Generator().manual_seed(1)),
               torch.randn(b, cfg.latent_dim, generator=torch.Generator().manual_seed(2)))
+        kw.setdefault("x_lesion_ref", images(b, 5))
+        kw.setdefault("lesion_ref", lesion_masks(b))
         return L.compute_g_loss(nets, recipe, images(b), y_org, y_trg, num_domains=n, z_trgs=zs,
                                 lesion=lesion, **kw)
     return L.compute_g_loss(nets, recipe, images(b), y_org, y_trg, num_domains=n,
@@ -200,12 +210,76 @@ def test_lam_changes_the_generator_loss(guide):
     nets = build_nets(config(4))
     with_lam, terms = g_loss(nets, Recipe(lam=True), guide=guide)
     without, terms_off = g_loss(nets, Recipe(lam=False), guide=guide)
-    assert "les" in terms and "les" not in terms_off
-    assert terms["les"] > 0
-    assert torch.isclose(with_lam - without, terms["les"], atol=1e-5)
-    # no lesion in any source: the LAM term is zero and the loss is unchanged
+    assert {"les", "les_cyc"} <= set(terms) and not any("les" in k for k in terms_off)
+    assert terms["les"] > 0 and terms["les_cyc"] > 0
+    assert torch.isclose(with_lam - without, terms["les"] + terms["les_cyc"], atol=1e-5)
+    # no lesion in any source: the LAM terms are zero and the loss is unchanged
     _, empty = g_loss(nets, Recipe(lam=True), guide=guide, lesion=torch.zeros(4, 1, SIZE, SIZE))
-    assert empty["les"] == 0
+    assert empty["les"] == 0 and empty["les_cyc"] == 0
+
+
+def test_latent_lesion_target_is_a_real_reference_lesion_code_not_the_whole_image_code(
+    monkeypatch,
+):
+    torch.manual_seed(0)
+    nets, n = build_nets(config(4)), 4
+    targets = []
+    real_loss = L.lesion_style_loss
+
+    def recording(pred, target, weight):
+        targets.append(target)
+        return real_loss(pred, target, weight)
+
+    monkeypatch.setattr(L, "lesion_style_loss", recording)
+    g_loss(nets, Recipe(), guide="latent")
+    les_target = targets[0]  # the first LAM term: the translated lesion
+    y_trg = torch.tensor([1, 2, 3, 0])
+    z = torch.randn(4, config(4).latent_dim, generator=torch.Generator().manual_seed(1))
+    whole_image = nets.M(z, y_trg)  # what the old LAM used as the target
+    assert not torch.allclose(les_target, whole_image, atol=1e-3)
+    real_lesion = nets.E(mask_image(images(4, 5), lesion_masks(4)), y_trg + n)
+    assert torch.allclose(les_target, real_lesion, atol=1e-5)
+
+
+def test_lesion_heads_learn_from_real_lesion_regions_in_the_latent_step():
+    torch.manual_seed(0)
+    nets, n, s = build_nets(config(4)), 4, 16
+    x_ref = images(4, 5).requires_grad_(True)
+    loss, _ = g_loss(nets, Recipe(), guide="latent", x_lesion_ref=x_ref)
+    grad_ref, grad_heads = torch.autograd.grad(loss, [x_ref, nets.E.heads.weight])
+    inside = lesion_masks(4).bool().expand_as(grad_ref)
+    assert grad_ref[inside].abs().sum() > 0  # the real reference lesion reaches the loss ...
+    assert grad_ref[~inside].abs().sum() == 0  # ... through its lesion region only
+    lesion_rows = grad_heads[n * s:].abs().sum()  # heads N..2N-1 are the lesion heads
+    assert lesion_rows > 0
+
+
+class _HeadRecorder(nn.Module):
+    """E that records which heads it was asked for."""
+
+    def __init__(self, encoder):
+        super().__init__()
+        self.encoder, self.heads_seen = encoder, []
+
+    def forward(self, x, y):
+        self.heads_seen += y.tolist()
+        return self.encoder(x, y)
+
+
+@pytest.mark.parametrize("lam", [True, False])
+def test_no_lam_removes_every_lesion_term(lam):
+    torch.manual_seed(0)
+    cfg = config(4)
+    solver = Solver(cfg, Recipe(lam=lam))
+    recorder = _HeadRecorder(solver.nets.E)
+    solver.nets.E = recorder
+    losses = solver.step(batch(cfg), 0)
+    lesion_terms = [k for k in losses if "les" in k]
+    lesion_heads = [y for y in recorder.heads_seen if y >= cfg.num_domains]
+    if lam:
+        assert len(lesion_terms) == 4 and lesion_heads
+    else:
+        assert lesion_terms == [] and lesion_heads == []
 
 
 def test_style_diversification_is_subtracted():

@@ -15,13 +15,15 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import harmonix
+import harmonix.errors
 from harmonix import checkpoints as ckpt
-from harmonix.data.dataset import SliceCache, SliceDataset, make_training_data
+from harmonix.data.cache import SliceCache
+from harmonix.data.dataset import SliceDataset, make_training_data
 from harmonix.data.preprocess import PreprocessConfig, preprocess_case
 from harmonix.data.site import read_site
 from harmonix.data.synth import synthesize_site
 from harmonix.errors import InputError
-from harmonix.plugins import get_trainer
+from harmonix.plugins import build_trainer
 from harmonix_ummgat.networks import ModelConfig
 
 SPACING = 4.0
@@ -43,7 +45,7 @@ def brats(tmp_path_factory):
 def train(run, dataset, iters, **options):
     kw = dict(TINY_SWIN, iters=iters, batch=4, checkpoint_every=2, sample_every=1000, seed=3,
               progress=False)
-    return get_trainer("ummgat").train(out=run, dataset=dataset, **{**kw, **SMALL, **options})
+    return build_trainer("ummgat").train(out=run, dataset=dataset, **{**kw, **SMALL, **options})
 
 
 class Killed(Exception):
@@ -123,8 +125,9 @@ def test_cli_trains_resumes_and_writes_a_readable_run(brats, tmp_path, cli):
     site, _ = brats
     run = tmp_path / "run"
     args = ["train", "--data", site, "--out", run, "--backbone", "swin", "--backbone-option",
-            "preset=tiny", "--batch", "2", "--size", SIZE, "--spacing", SPACING, "--pairing", "all",
-            "--checkpoint-every", "1", "--sample-every", "2", "--device", "cpu", "--no-lam"]
+            "preset=tiny", "--batch-size", "2", "--size", SIZE, "--spacing", SPACING,
+            "--pairing", "all", "--checkpoint-every", "1", "--sample-every", "2", "--device",
+            "cpu", "--no-lam", "--recipe", "lambda_cyc=2", "--recipe", "ema_warmup=false"]
     result = cli(*args, "--iters", "2")
     assert result.exit_code == 0, result.output
     assert (run / "samples" / "iter_000002.png").read_bytes()[:4] == b"\x89PNG"
@@ -135,7 +138,10 @@ def test_cli_trains_resumes_and_writes_a_readable_run(brats, tmp_path, cli):
     assert card["lesion_domains"][0] == "lesion:brats/flair"
     assert card["backbone"] == {"name": "swin", "options": {"preset": "tiny"}}
     assert card["preprocessing"]["crop_shape"] == [SIZE, SIZE, 39]
-    assert card["recipe"]["lr"] == 1e-4 and card["recipe"]["lam"] is False
+    assert card["recipe"]["lr"] == card["recipe"]["mapper_lr"] == 1e-4
+    assert card["recipe"]["lam"] is False and card["recipe"]["lambda_cyc"] == 2.0
+    assert card["recipe"]["ema_warmup"] is False
+    assert card["preset"] == card["model"]["preset"] == "tiny"
     assert card["harmonix_version"] == harmonix.__version__
     assert card["data"]["per_domain"]["brats/t2"]["patients"] == 2
     assert ModelConfig.from_dict(card["model"]).image_size == SIZE
@@ -150,6 +156,11 @@ def test_cli_trains_resumes_and_writes_a_readable_run(brats, tmp_path, cli):
     assert out.shape == (1, 1, SIZE, SIZE)
     bad = cli("train", "--data", site, "--out", tmp_path / "x", "--backbone-option", "oops")
     assert bad.exit_code != 0 and "KEY=VALUE" in bad.output
+    for recipe, message in (("lrr=1", "unknown key 'lrr'"), ("lr=abc", "lr takes a number"),
+                            ("lr", "KEY=VALUE")):
+        bad = cli("train", "--data", site, "--out", tmp_path / "y", "--recipe", recipe)
+        assert bad.exit_code != 0 and message in bad.output, bad.output
+        assert not (tmp_path / "y").exists()
 
 
 @pytest.mark.parametrize("backbone", ["convnext", "attention-unet"])
@@ -157,7 +168,7 @@ def test_backbone_swaps_from_the_cli_and_is_rebuilt_from_the_card(brats, tmp_pat
     site, _ = brats
     run = tmp_path / backbone
     result = cli("train", "--data", site, "--out", run, "--backbone", backbone,
-                 "--backbone-option", "preset=tiny", "--iters", "1", "--batch", "2",
+                 "--backbone-option", "preset=tiny", "--iters", "1", "--batch-size", "2",
                  "--size", SIZE, "--spacing", SPACING, "--pairing", "all", "--device", "cpu")
     assert result.exit_code == 0, result.output
     card = ckpt.read_card(run)
@@ -260,3 +271,63 @@ def test_short_training_learns_the_t2_contrast_and_lowers_cycle_and_style_losses
           f"{guided[0]:.0f}/{guided[1]:.0f}")
     assert guided[0] > guided[1] + 5, guided  # reference-guided: the order of T2
     assert latent[0] / latent[1] > 3 * t1_csf / t1_wm, latent  # latent-guided: far from T1's
+
+
+# -- run safety (issue 11) ---------------------------------------------------------------------
+def test_a_batch_larger_than_the_training_slices_is_refused_with_the_counts(brats, tmp_path):
+    _, dataset = brats
+    with pytest.raises(ValueError, match=rf"--batch-size 100000 is larger than the "
+                                         rf"{len(dataset)} training slices \(brats/flair: \d+"):
+        train(tmp_path / "run", dataset, 1, batch=100_000)
+    assert not (tmp_path / "run").exists()
+
+
+def _dead_pid() -> int:
+    pid = 4_194_304 + 7  # above Linux's largest pid_max
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    return pid
+
+
+def test_resume_removes_a_killed_runs_temporary_checkpoint_and_keeps_the_run_settings(
+    brats, tmp_path
+):
+    _, dataset = brats
+    run = tmp_path / "run"
+    train(run, dataset, 3, checkpoint_every=3, sample_every=1000)
+    stale = run / "checkpoints" / f".tmp-iter_000004-{_dead_pid()}"
+    stale.mkdir()
+    (stale / "model.safetensors").write_bytes(b"half written")
+    foreign = run / "checkpoints" / ".tmp-notes"  # not a name harmonix writes: left alone
+    foreign.mkdir()
+    train(run, dataset, 6, resume=True, checkpoint_every=None)
+    assert not stale.exists() and foreign.is_dir()
+    names = [p.name for p in ckpt.list_checkpoints(run)]
+    assert names == ["iter_000003", "iter_000006"]  # every 3, as the run was started
+    assert ckpt.read_card(run)["run"]["checkpoint_every"] == 3
+
+
+def test_latest_json_may_only_name_a_checkpoint_of_the_run(brats, tmp_path):
+    _, dataset = brats
+    run, other = tmp_path / "run", tmp_path / "other"
+    train(run, dataset, 2)
+    train(other, dataset, 2)
+    latest = run / "checkpoints" / "latest.json"
+    latest.write_text(json.dumps({"checkpoint": "../../other/checkpoints/iter_000002"}))
+    with pytest.raises(harmonix.errors.CheckpointError, match="not a checkpoint of this run"):
+        train(run, dataset, 4, resume=True)
+    assert ckpt.read_card(other)["iteration"] == 2
+
+
+def test_batches_from_loader_workers_equal_the_in_process_ones(brats):
+    from harmonix_ummgat.data import BatchSource
+    from harmonix_ummgat.loop import batch_loader
+
+    _, dataset = brats
+    source = BatchSource(dataset, latent_dim=8, seed=5)
+    loaded = list(batch_loader(source, 3, 2, 4, workers=1, pin_memory=False))
+    assert len(loaded) == 2
+    for iteration, batch in zip((2, 3), loaded, strict=True):
+        direct = source.batch(iteration, 3)
+        for key, value in vars(direct).items():
+            assert torch.equal(value, getattr(batch, key)), key

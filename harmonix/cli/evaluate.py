@@ -6,32 +6,48 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from harmonix.cli.app import app, console, fail
+from harmonix.cli.app import (
+    app,
+    batch_size_option,
+    conclude,
+    console,
+    detail,
+    device_option,
+    emit_json,
+    fail,
+    json_option,
+)
 from harmonix.errors import HarmonixError
 
 
 @app.command()
 def evaluate(
     data: Path = typer.Option(..., "--data", help="Test site: complete, labelled cases."),
-    segmenter: Path = typer.Option(..., "--segmenter", help="A 'harmonix segment train' folder."),
+    segmenter: Path = typer.Option(..., "--segmenter", help="A 'harmonix segment train' "
+                                   "folder, or an installed segmenter's name (harmonix models "
+                                   "list)."),
     out: Path = typer.Option(..., "--out", help="Report folder (results.csv, report.md, PNGs)."),
     generator: Optional[Path] = typer.Option(  # noqa: UP045 - typer needs Optional on 3.10
-        None, "--generator", help="UMMGAT run (with LAM) for the generated strategy, FID, UMAP."),
+        None, "--generator", help="UMMGAT run (with LAM) for the generated strategy, FID, UMAP, "
+        "or an installed generator's name (harmonix models list)."),
     scenarios: str = typer.Option(
-        "all", "--scenarios",
+        "all", "--scenarios", metavar="LIST",
         help="all, or a comma-separated list of single, double, triple, random, cross-center."),
-    strategies: str = typer.Option("complete,copy,generated", "--strategies",
+    strategies: str = typer.Option("complete,copy,generated", "--strategies", metavar="LIST",
                                    help="Comma-separated: complete, copy, generated."),
     generator_no_lam: Optional[Path] = typer.Option(  # noqa: UP045
-        None, "--generator-no-lam", help="A run trained without LAM: FID per sequence pair with "
-        "and without the lesion-aware module."),
+        None, "--generator-no-lam", help="A run trained without LAM, or an installed generator's "
+        "name (harmonix models list): FID per sequence pair with and without the lesion-aware "
+        "module."),
     cross_center_data: Optional[Path] = typer.Option(  # noqa: UP045
         None, "--cross-center-data", help="A local center's site (T2 + labels) for cross-center."),
     correlation_data: Optional[list[Path]] = typer.Option(  # noqa: UP045
-        None, "--correlation-data", help="Site(s) to measure the copy strategy's correlations on "
-        "(default: the segmenter's training sites, else the test site)."),
+        None, "--correlation-data", help="Training site(s) to measure the copy strategy's "
+        "correlations on (default: recorded in the segmenter's card, else its training sites, "
+        "else the clinical mapping T1<->T1ce, T2<->FLAIR; never the test site)."),
     target: Optional[str] = typer.Option(  # noqa: UP045
         None, "--target", help="Target from registry.yaml (default: the test site's center)."),
     seed: int = typer.Option(0, "--seed", help="Seed of random missing, slice sampling, styles."),
@@ -41,14 +57,24 @@ def evaluate(
                                    help="Slices per FID set (0 skips FID)."),
     umap: bool = typer.Option(True, "--umap/--no-umap", help="UMAP of the sequence codes."),
     hd95: bool = typer.Option(False, "--hd95/--no-hd95", help="Also HD95 per region (slow)."),
+    metric: Optional[list[str]] = typer.Option(  # noqa: UP045
+        None, "--metric", help="Run only this metric plugin (repeatable; see 'harmonix "
+        "plugins'). Default: every registered metric except those that run only when asked "
+        "(hd95)."),
     overlays: int = typer.Option(3, "--overlays", min=0, help="Cases shown as overlay PNGs."),
-    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Slices per generator pass."),
-    device: str = typer.Option("cpu", "--device", help="torch device, e.g. cpu or cuda."),
+    batch_size: int = batch_size_option(16, "Slices per generator pass."),
+    allow_overlap: bool = typer.Option(
+        False, "--allow-overlap", help="Evaluate even if test cases (by id or file content) are "
+        "in the training data recorded in the models' cards; the report then says so at its "
+        "top."),
+    device: str = device_option(),
+    as_json: bool = json_option(),
 ) -> None:
     """Evaluate a segmenter on a test site with sequences missing, filled by copying or by the
-    generator; writes results.csv, statistics, figures and report.md into --out."""
-    from harmonix.evaluate.report import power_note, verdict_lines
+    generator; writes results.csv, statistics, figures and report.md into --out. Refuses test
+    cases seen in training (see --allow-overlap)."""
     from harmonix.evaluate.run import evaluate as run_evaluation
+    from harmonix.evaluate.text import power_note, verdict_lines
 
     try:
         result = run_evaluation(
@@ -56,26 +82,12 @@ def evaluate(
             strategies=strategies, generator_no_lam=generator_no_lam,
             cross_center_data=cross_center_data, correlation_data=correlation_data or None,
             target=target, seed=seed, device=device, max_cases=max_cases,
-            fid_slices=fid_slices, umap=umap, hd95=hd95, overlays=overlays,
-            batch_size=batch_size, progress=True,
+            fid_slices=fid_slices, umap=umap, hd95=hd95, metrics=metric or None,
+            overlays=overlays, batch_size=batch_size, allow_overlap=allow_overlap, progress=True,
         )
     except (HarmonixError, ValueError) as exc:
         fail(str(exc))
-    medians = result.statistics.get("medians")
-    if medians is not None and not medians.empty:
-        table = Table(title="median Dice (WT / TC / ET)")
-        table.add_column("scenario")
-        strategies_seen = list(dict.fromkeys(s for s, _ in medians.columns))
-        for strategy in strategies_seen:
-            table.add_column(strategy)
-        for scenario, row in medians.iterrows():
-            cells = []
-            for strategy in strategies_seen:
-                values = [row.get((strategy, r)) for r in ("WT", "TC", "ET")]
-                cells.append(" / ".join("–" if v is None or v != v else f"{v:.2f}"
-                                        for v in values))
-            table.add_row(str(scenario), *cells)
-        console.print(table)
+    _print_medians(result.statistics.get("medians"))
     wilcoxon = result.statistics.get("wilcoxon")
     if wilcoxon is not None and not wilcoxon.empty:
         scenario_names = list(dict.fromkeys(wilcoxon["scenario"]))
@@ -85,4 +97,55 @@ def evaluate(
             console.print(note, soft_wrap=True, markup=False)
     for note in result.notes:
         console.print(f"note: {note}", markup=False)
-    console.print(f"[green]report:[/] {result.report}")
+    for key, path in result.files.items():
+        detail(f"{key}: {path}")
+    emit_json(evaluation_document(result))
+    conclude(f"[green]report:[/] {escape(str(result.report))}")
+
+
+def _print_medians(medians) -> None:
+    if medians is None or medians.empty:
+        return
+    table = Table(title="median Dice (WT / TC / ET)")
+    table.add_column("scenario")
+    strategies_seen = list(dict.fromkeys(s for s, _ in medians.columns))
+    for strategy in strategies_seen:
+        table.add_column(strategy)
+    for scenario, row in medians.iterrows():
+        cells = []
+        for strategy in strategies_seen:
+            values = [row.get((strategy, r)) for r in ("WT", "TC", "ET")]
+            cells.append(" / ".join("–" if v is None or v != v else f"{v:.2f}" for v in values))
+        table.add_row(str(scenario), *cells)
+    console.print(table)
+
+
+def evaluation_document(result) -> dict:
+    """``harmonix evaluate --json`` (docs/cli.md, Output for scripts)."""
+    results = result.results
+    dice = results[results["metric"] == "dice"] if "metric" in results else results
+    medians = []
+    table = result.statistics.get("medians")
+    if table is not None and not table.empty:
+        for scenario, row in table.iterrows():
+            for (strategy, region), value in row.items():
+                medians.append({"scenario": str(scenario), "strategy": strategy,
+                                "region": region, "dice": value})
+    cases = sorted({str(c) for c in dice["case"] if str(c)}) if "case" in dice else []
+    scenarios = list(dict.fromkeys(str(s) for s in dice.get("scenario", [])))
+    strategies = list(dict.fromkeys(str(s) for s in dice.get("strategy", [])))
+    return {
+        "exit_code": 0,
+        "out": result.out,
+        "report": result.report,
+        "files": dict(result.files),
+        "counts": {"cases": len(cases), "scenarios": len(scenarios),
+                   "strategies": len(strategies), "results": len(results)},
+        "cases": cases,
+        "scenarios": scenarios,
+        "strategies": strategies,
+        "medians": medians,
+        "tests": {name: frame.to_dict(orient="records")
+                  for name, frame in result.statistics.items() if name != "medians"},
+        "notes": list(result.notes),
+    }

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from harmonix.cli.app import app, console, fail
+from harmonix.cli.app import app, conclude, console, emit_json, fail, json_option
 from harmonix.errors import HarmonixError
+from harmonix.plugins import get_host
+from harmonix.registry import load_registry
 
 
 @app.command()
-def plugins() -> None:
+def plugins(as_json: bool = json_option()) -> None:
     """List installed plugins: kind, name, distribution, version and status."""
-    from harmonix.plugins import get_host
 
     host = get_host()
     try:
@@ -25,12 +26,29 @@ def plugins() -> None:
         status = "[green]ok[/]" if row["status"] == "ok" else f"[red]{row['status']}[/]"
         table.add_row(row["kind"], row["name"], row["distribution"], row["version"], status)
     console.print(table)
+    emit_json(plugins_document(rows))
+    bad = sum(row["status"] != "ok" for row in rows)
+    conclude(f"{len(rows)} plugin component(s): {len(rows) - bad} ok, {bad} not ok")
+
+
+def plugins_document(rows: list[dict[str, str]]) -> dict:
+    """``harmonix plugins --json`` (docs/cli.md, Output for scripts)."""
+    kinds: dict[str, int] = {}
+    for row in rows:
+        kinds[row["kind"]] = kinds.get(row["kind"], 0) + 1
+    ok = sum(row["status"] == "ok" for row in rows)
+    return {
+        "exit_code": 0,
+        "counts": {"plugins": len(rows), "ok": ok, "not_ok": len(rows) - ok, "by_kind": kinds},
+        "plugins": [{key: row.get(key, "") for key in
+                     ("kind", "name", "plugin", "distribution", "version", "status")}
+                    for row in rows],
+    }
 
 
 @app.command()
 def registry() -> None:
     """Show sequences with their file-name aliases, targets and label conventions."""
-    from harmonix.registry import load_registry
 
     try:
         reg = load_registry()
@@ -66,3 +84,5 @@ def registry() -> None:
     regions = "; ".join(f"{k} = {' + '.join(v)}" for k, v in reg.regions.items())
     console.print(f"regions: {regions}")
     console.print(f"defaults: {reg.defaults}")
+    conclude(f"{len(reg.sequences)} sequences, {len(reg.targets)} targets, "
+             f"{len(reg.label_conventions)} label conventions ({sources})")

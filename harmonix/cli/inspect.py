@@ -13,8 +13,21 @@ from rich.measure import Measurement
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from harmonix.cli.app import app, console, fail
+from harmonix.cli.app import (
+    QUIET,
+    app,
+    conclude,
+    console,
+    detail,
+    emit_json,
+    err_console,
+    fail,
+    json_option,
+    verbosity,
+)
+from harmonix.data.site import read_site
 from harmonix.errors import HarmonixError
+from harmonix.registry import load_registry
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -26,6 +39,8 @@ def _relative(path: Path, root: Path) -> str:
 
 def _print_in_full(table: Table) -> None:
     """A terminal gets a table that fits; a pipe or a log gets every column in full."""
+    if console.quiet:
+        return
     if console.is_terminal:
         console.print(table)
         return
@@ -55,6 +70,20 @@ def _case_row(case, columns: list[str]) -> list[str]:
     return cells
 
 
+def _print_warnings(site) -> None:
+    """Warnings: what harmonix will do with a scan that works but may not give good results."""
+    warnings = site.warnings
+    if not warnings:
+        return
+    console.print(f"[bold yellow]{len(warnings)} warning{'s' * (len(warnings) != 1)} (the "
+                  "cases are still harmonized):[/]")
+    for warning in warnings:
+        console.print(
+            f"  [yellow]![/] {escape(_relative(warning.path, site.root))}: "
+            f"{escape(warning.message)}", soft_wrap=True, highlight=False,
+        )
+
+
 @app.command("inspect")
 def inspect_site(
     site_dir: Path = typer.Argument(..., help="The site folder (a folder of cases)."),
@@ -64,20 +93,22 @@ def inspect_site(
     quick: bool = typer.Option(
         False, "--quick", help="Read headers only; skip the NaN/Inf/all-zero voxel checks."
     ),
+    as_json: bool = json_option(),
 ) -> None:
-    """Show a site's cases x sequences (shape, spacing, orientation) and every problem found.
+    """Show a site's cases x sequences (shape, spacing, orientation), every problem found and
+    warnings (a scan that does not look skull-stripped, thick or anisotropic slices; files in
+    DICOM, MGZ, NRRD or MetaImage format are problems, with what to do).
 
     Exits with 1 when any problem was found (the good cases are still listed), 2 when the folder
-    cannot be read as a site at all.
+    cannot be read as a site at all; warnings alone exit 0.
     """
-    from harmonix.data.site import read_site
-    from harmonix.registry import load_registry
 
     try:
         registry = load_registry()
         with Progress(
             TextColumn("checking cases"), BarColumn(), MofNCompleteColumn(),
-            console=console, transient=True, disable=not console.is_terminal,
+            console=err_console, transient=True,
+            disable=not err_console.is_terminal or verbosity() == QUIET,
         ) as bar:
             task = bar.add_task("cases", total=None)
             site = read_site(
@@ -104,27 +135,88 @@ def inspect_site(
     for case in site.cases:
         table.add_row(*_case_row(case, columns))
     _print_in_full(table)
+    for case in site.cases:
+        _print_case_detail(case, site.root)
 
-    complete = sum(all(s in case.sequences for s in columns) for case in site.cases)
-    ok = sum(case.ok for case in site.cases)
-    counts = ", ".join(
-        f"{s} {sum(s in c.sequences for c in site.cases)}/{len(site.cases)}" for s in columns
-    )
-    labelled = sum(case.label is not None for case in site.cases)
-    console.print(
-        f"{len(site.cases)} cases: {ok} without problems, {len(site.cases) - ok} with problems; "
-        f"{complete} with every sequence ({counts}); {labelled} with a label map"
-        + (" (headers only: --quick)" if quick else ""),
-        soft_wrap=True,
-    )
+    counts = site_counts(site, columns)
+    per_sequence = ", ".join(f"{s} {n}/{counts['cases']}"
+                             for s, n in counts["per_sequence"].items())
+    _print_warnings(site)
     problems = site.all_problems
-    if not problems:
-        console.print("[green]no problems found[/]")
-        return
-    console.print(f"[bold red]{len(problems)} problem{'s' * (len(problems) != 1)}:[/]")
-    for problem in problems:
-        console.print(
-            f"  [red]✗[/] {escape(_relative(problem.path, site.root))}: {escape(problem.message)}",
-            soft_wrap=True, highlight=False,
-        )
-    raise typer.Exit(1)
+    emit_json(site_document(site, columns, quick))
+    if problems:
+        # the problems are the command's errors: shown under --quiet too
+        out = err_console if console.quiet else console
+        out.print(f"[bold red]{len(problems)} problem{'s' * (len(problems) != 1)}:[/]")
+        for problem in problems:
+            out.print(f"  [red]✗[/] {escape(_relative(problem.path, site.root))}: "
+                      f"{escape(problem.message)}", soft_wrap=True, highlight=False)
+    conclude(
+        f"{counts['cases']} cases: {counts['ok']} without problems, {counts['with_problems']} "
+        f"with problems; {counts['complete']} with every sequence ({per_sequence}); "
+        f"{counts['labelled']} with a label map" + (" (headers only: --quick)" if quick else "")
+        + ("" if problems else "; [green]no problems found[/]")
+    )
+    if problems:
+        raise typer.Exit(1)
+
+
+def _print_case_detail(case, root: Path) -> None:
+    """--verbose: every file of a case with its grid and data type."""
+    for name, path in [*case.sequences.items(), *([("label", case.label)] if case.label else [])]:
+        info = case.info.get(name)
+        grid = (f"{_fmt(info.shape)} at {_fmt(info.spacing, '.3g')} mm, {info.orientation}, "
+                f"{info.dtype}") if info else "not read"
+        detail(f"{case.id} {name}: {_relative(path, root)} ({grid})")
+
+
+def site_counts(site, columns: list[str]) -> dict:
+    cases = site.cases
+    return {
+        "cases": len(cases),
+        "ok": sum(case.ok for case in cases),
+        "with_problems": sum(not case.ok for case in cases),
+        "complete": sum(all(s in case.sequences for s in columns) for case in cases),
+        "labelled": sum(case.label is not None for case in cases),
+        "problems": len(site.all_problems),
+        "warnings": len(site.warnings),
+        "ignored": len(site.problems),
+        "per_sequence": {s: sum(s in case.sequences for case in cases) for s in columns},
+    }
+
+
+def _problem(problem, case: str | None = None) -> dict:
+    return {"path": str(problem.path), "kind": problem.kind, "message": problem.message,
+            "case": case}
+
+
+def site_document(site, columns: list[str], quick: bool) -> dict:
+    """``harmonix inspect --json`` (docs/cli.md, Output for scripts)."""
+    cases = []
+    for case in site.cases:
+        info = case.info.get(case.reference) if case.reference else None
+        cases.append({
+            "id": case.id,
+            "status": "ok" if case.ok else "problems",
+            "sequences": {name: str(path) for name, path in case.sequences.items()},
+            "missing": [s for s in columns if s not in case.sequences],
+            "label": str(case.label) if case.label else None,
+            "reference": case.reference,
+            "shape": list(info.shape) if info else None,
+            "spacing": [float(v) for v in info.spacing] if info else None,
+            "orientation": info.orientation if info else None,
+            "problems": [_problem(p, case.id) for p in case.problems],
+            "warnings": [_problem(w, case.id) for w in case.warnings],
+        })
+    return {
+        "exit_code": 1 if site.all_problems else 0,
+        "site": {"root": str(site.root), "center": site.center, "layout": site.layout,
+                 "label_convention": site.label_convention},
+        "quick": quick,
+        "sequences": columns,
+        "counts": site_counts(site, columns),
+        "cases": cases,
+        "problems": [*(_problem(p) for p in site.problems),
+                     *(_problem(p, c.id) for c in site.cases for p in c.problems)],
+        "warnings": [_problem(w, c.id) for c in site.cases for w in c.warnings],
+    }

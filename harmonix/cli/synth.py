@@ -7,27 +7,31 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.markup import escape
 
-from harmonix.cli.app import app, console, fail
+from harmonix.cli.app import app, conclude, detail, fail
+from harmonix.errors import HarmonixError
+from harmonix.progress import progress_task
 
 
 @app.command()
 def synth(
-    out_dir: Path = typer.Argument(..., help="Site folder to write (created if missing)."),
+    out_dir: Path = typer.Argument(
+        ..., metavar="SITE_DIR", help="Site folder to write (created if missing)."
+    ),
     cases: int = typer.Option(4, "--cases", "-n", min=1, help="Number of cases."),
     center: str = typer.Option(
-        "brats", "--center", "-c",
+        "brats", "--center", "-c", metavar="CENTER",
         help="Center profile: brats, brats-men, local, ucsf-pdgm (see docs/data.md).",
     ),
     seed: int = typer.Option(0, "--seed", min=0, help="Same seed, same cases."),
     spacing: float = typer.Option(
-        1.0, "--spacing", min=1.0,
+        1.0, "--spacing", min=1.0, metavar="MM",
         help="Voxel size in mm; 1 is the BraTS grid 240x240x155, 4 gives 60x60x39 for quick runs.",
     ),
     truth: bool = typer.Option(
         False, "--truth/--no-truth",
-        help="Also write tissue maps (0 bg, 1 CSF, 2 GM, 3 WM, 4 tumour) to OUT_DIR/_truth.",
+        help="Also write tissue maps (0 bg, 1 CSF, 2 GM, 3 WM, 4 tumour) to SITE_DIR/_truth.",
     ),
     workers: Optional[int] = typer.Option(  # noqa: UP045 - typer needs Optional on 3.10
         None, "--workers", "-j", min=1, help="Processes (default: the CPU count)."
@@ -45,22 +49,21 @@ def synth(
         fail(f"unknown center '{center}'; known: {', '.join(PROFILES)}")
     profile = PROFILES[center]
     start = time.perf_counter()
-    with Progress(
-        TextColumn(f"[bold]synth {center}[/]"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
-    ) as progress:
-        task = progress.add_task("", total=cases)
+    with progress_task(f"synth {center}", total=cases) as advance:
 
-        def advance(case_id: str) -> None:
-            progress.update(task, advance=1, description=case_id)
+        def on_case(case_id: str) -> None:
+            advance(1, case=case_id)
+            detail(f"wrote {out_dir / case_id}")
 
         try:
             synthesize_site(out_dir, cases, center=center, seed=seed, spacing=spacing,
-                            write_truth=truth, workers=workers, progress=advance)
+                            write_truth=truth, workers=workers, progress=on_case)
+        except HarmonixError as exc:
+            fail(str(exc))
         except (OSError, ValueError) as exc:
             fail(f"{out_dir}: {exc}")
     elapsed = time.perf_counter() - start
-    console.print(
+    conclude(
         f"wrote {cases} {center} case(s) ({', '.join(profile.sequences)}; labels "
-        f"{profile.labels}) to [bold]{out_dir}[/] in {elapsed:.1f} s"
+        f"{profile.labels}) to [bold]{escape(str(out_dir))}[/] in {elapsed:.1f} s"
     )

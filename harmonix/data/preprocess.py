@@ -27,6 +27,7 @@ from scipy import ndimage
 from skimage.filters import threshold_otsu
 
 from harmonix.data.labels import to_canonical
+from harmonix.data.load import load_case
 from harmonix.errors import InputError
 from harmonix.registry import Registry, load_registry
 
@@ -124,22 +125,36 @@ class PreparedCase:
     brain_mask: np.ndarray
     label: np.ndarray | None
     record: GridRecord
+    coverage: float = 1.0  # fraction of the brain (at config.spacing) inside the crop
 
 
 # -- brain mask ----------------------------------------------------------------------------------
-def brain_mask(arrays: list[np.ndarray], *, stripped_fraction: float = 0.95) -> np.ndarray:
+def _close(mask: np.ndarray, iterations: int) -> np.ndarray:
+    """Morphological closing that does not erode at the array's border."""
+    pad = iterations + 1
+    padded = np.pad(mask, pad)
+    structure = ndimage.generate_binary_structure(3, 1)
+    closed = ndimage.binary_closing(padded, structure, iterations=iterations)
+    return closed[pad:-pad, pad:-pad, pad:-pad]
+
+
+def brain_mask(
+    arrays: list[np.ndarray], *, stripped_fraction: float = 0.95, spacing: float = 1.0
+) -> np.ndarray:
     """The brain (or, without skull stripping, head) mask of co-registered volumes.
 
     Skull-stripped data has an exactly zero background: the mask is where any sequence is
-    nonzero. Otherwise (nonzero almost everywhere) Otsu's threshold on the mean of the
-    sequences, each scaled by its 99th percentile. Either way the largest connected component,
-    holes filled.
+    nonzero, closed over gaps of about 3 mm, since a brain-extracted scan may store CSF
+    (ventricles, sulci) as exact zeros, which are brain. Otherwise (nonzero almost everywhere)
+    Otsu's threshold on the mean of the sequences, each scaled by its 99th percentile. Either
+    way the largest connected component, with the holes of the volume and of every axial slice
+    filled.
     """
     nonzero = np.zeros(arrays[0].shape, bool)
     for array in arrays:
         nonzero |= array != 0
     if nonzero.mean() < stripped_fraction:
-        mask = nonzero
+        mask = _close(nonzero, max(1, round(3.0 / spacing)))
     else:
         mean = np.zeros(arrays[0].shape, np.float32)
         for array in arrays:
@@ -151,7 +166,10 @@ def brain_mask(arrays: list[np.ndarray], *, stripped_fraction: float = 0.95) -> 
         sizes = np.bincount(components.ravel())
         sizes[0] = 0
         mask = components == sizes.argmax()
-    return ndimage.binary_fill_holes(mask)
+    mask = ndimage.binary_fill_holes(mask)
+    for k in range(mask.shape[2]):
+        mask[:, :, k] = ndimage.binary_fill_holes(mask[:, :, k])
+    return mask
 
 
 # -- inputs --------------------------------------------------------------------------------------
@@ -201,8 +219,6 @@ def _canonical_labels(label: np.ndarray, convention: str, registry: Registry, pa
 def _unpack(case_or_loaded, label, resample: bool, registry: Registry):
     """``(case_id, images, label image, label convention)`` from a Case, LoadedCase or dict."""
     if hasattr(case_or_loaded, "sequences") and hasattr(case_or_loaded, "problems"):  # a Case
-        from harmonix.data.site import load_case
-
         loaded = load_case(case_or_loaded, resample=resample, registry=registry)
         return (
             str(case_or_loaded.id),
@@ -286,7 +302,8 @@ def preprocess_case(
         subject = tio.Resample(config.spacing, copy=False)(subject)
 
     arrays = [subject[name].data[0].numpy() for name in order]
-    brain = brain_mask(arrays)
+    brain = brain_mask(arrays, spacing=config.spacing)
+    brain_voxels = int(brain.sum())
     if not brain.any():
         raise InputError(_name(reference, order[0]), "no brain found (the image is empty)")
     intensity: dict[str, tuple[float, float]] = {}
@@ -304,6 +321,7 @@ def preprocess_case(
     subject = tio.CropOrPad(config.crop_shape, mask_name=_BRAIN, copy=False)(subject)
 
     brain = subject[_BRAIN].data[0].numpy().astype(bool)
+    coverage = float(brain.sum()) / brain_voxels
     volumes = {}
     for name in order:
         volume = subject[name].data[0].numpy().astype(np.float32)
@@ -325,7 +343,7 @@ def preprocess_case(
     prepared_label = None
     if label_image is not None:
         prepared_label = subject[_LABEL].data[0].numpy().astype(np.uint8)
-    return PreparedCase(case_id, volumes, brain, prepared_label, record)
+    return PreparedCase(case_id, volumes, brain, prepared_label, record, coverage)
 
 
 # -- inverse -------------------------------------------------------------------------------------

@@ -2,93 +2,69 @@
 
 Layouts (detected, or named in ``harmonix-site.json``):
 
-* ``brats2019``: ``CASE/CASE_t1.nii.gz``, ``_t1ce``, ``_t2``, ``_flair``, ``_seg``;
-* ``brats2023``: ``CASE/CASE-t1n.nii.gz``, ``-t1c``, ``-t2w``, ``-t2f``, ``-seg`` (BraTS 2021/2023);
+* ``brats2019``: ``CASE/CASE_t1.nii.gz``, ``_t1ce``, ``_t2``, ``_flair``, ``_seg`` (BraTS
+  2017-2021);
+* ``brats2023``: ``CASE/CASE-t1n.nii.gz``, ``-t1c``, ``-t2w``, ``-t2f``, ``-seg`` (BraTS 2023);
 * ``bids``: ``sub-X[/ses-Y]/anat/sub-X_[ses-Y_]..._T1w.nii.gz``; each subject or session is a
   case; label maps (``_dseg``) in ``anat/`` or ``derivatives/*/sub-X[/ses-Y]/anat/``;
 * ``flat``: one folder of ``CASE_sequence.nii.gz`` files.
 
 Sequence names come from ``registry.yaml`` aliases; an unknown name is reported, never guessed.
-Bad input becomes a :class:`Problem` of its case and never stops the other cases.
+Bad input becomes a :class:`Problem` of its case and never stops the other cases. Images in other
+formats (DICOM, MGH/MGZ, NRRD, MetaImage) are reported with what to do, never skipped in silence.
+Warnings (kind ``"warning"``: a scan that does not look skull-stripped, thick or strongly
+anisotropic slices) go to ``Case.warnings``; they never make a case fail.
 :func:`read_site` reads headers (cheap, nibabel loads lazily) and, with ``check_voxels``, streams
-every file once for NaN/Inf/all-zero voxels without keeping volumes. :func:`load_case` loads one
-case, checks it again and raises :class:`~harmonix.errors.InputError` for the first bad input.
+every file once for NaN/Inf/all-zero voxels without keeping volumes (:mod:`harmonix.data.checks`).
+:func:`~harmonix.data.load.load_case` loads one case, checks it again and raises
+:class:`~harmonix.errors.InputError` for the first bad input.
 """
 
 from __future__ import annotations
 
-import gzip
 import json
 import re
-import struct
-import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from math import prod
 from pathlib import Path
 
-import nibabel as nib
-import numpy as np
-from nibabel.filebasedimages import ImageFileError
-from nibabel.openers import ImageOpener
-from nibabel.spatialimages import HeaderDataError
-from nibabel.volumeutils import apply_read_scaling
-
+from harmonix.data.checks import (
+    ImageInfo,
+    Problem,
+    grid_difference,
+    image_info,
+    read_header,
+    scan_voxels,
+    slice_warning,
+)
+from harmonix.data.formats import (
+    FORMATS,
+    folder_format,
+    folder_problem,
+    foreign_problems,
+    ignored_problem,
+    visible,
+)
 from harmonix.data.labels import from_canonical, to_canonical
+from harmonix.data.layouts import BRATS2023_TOKENS, LAYOUT_ALIASES, LAYOUTS, SITE_FILE
 from harmonix.errors import InputError
 from harmonix.registry import NIFTI_SUFFIX, Registry, load_registry
 
-SITE_FILE = "harmonix-site.json"
-LAYOUTS = ("brats2019", "brats2023", "bids", "flat")
-LAYOUT_ALIASES = {"brats2021": "brats2023", "folders": "brats2019"}
 DEFAULT_LABELS = "brats2019"
-BRATS2023_TOKENS = frozenset({"t1n", "t1c", "t2w", "t2f"})
-AFFINE_TOLERANCE = 1e-3  # mm; float noise between sequences of one scan is not a grid change
-CHUNK_BYTES = 16 << 20  # voxel checks stream files in chunks of this size
-
 # problem kinds; load_case(resample=True) accepts the grid ones and resamples
 GRID_KINDS = frozenset({"grid", "label-grid"})
-_READ_ERRORS = (OSError, EOFError, ValueError, zlib.error, ImageFileError, HeaderDataError)
 
 __all__ = [
     "LAYOUTS",
     "SITE_FILE",
     "Case",
     "ImageInfo",
-    "LoadedCase",
     "Problem",
     "Site",
     "from_canonical",
-    "load_case",
     "read_site",
     "to_canonical",
 ]
-
-
-@dataclass(frozen=True)
-class Problem:
-    """Something wrong with one file (or a case folder)."""
-
-    path: Path
-    message: str
-    kind: str = "error"  # unreadable, shape, voxels, labels, duplicate, unknown, empty, grid, ...
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}"
-
-
-@dataclass(frozen=True)
-class ImageInfo:
-    """A file's grid, read from its header."""
-
-    shape: tuple[int, int, int]
-    spacing: tuple[float, float, float]
-    affine: np.ndarray
-    dtype: str
-
-    @property
-    def orientation(self) -> str:
-        return "".join(nib.aff2axcodes(self.affine))
 
 
 @dataclass
@@ -103,6 +79,7 @@ class Case:
     label_convention: str = DEFAULT_LABELS
     reference: str | None = None  # the sequence whose grid the others must share
     info: dict[str, ImageInfo] = field(default_factory=dict)  # by sequence name and "label"
+    warnings: list[Problem] = field(default_factory=list)  # kind "warning": never fail a case
 
     @property
     def ok(self) -> bool:
@@ -126,6 +103,11 @@ class Site:
     def all_problems(self) -> list[Problem]:
         return [*self.problems, *(p for case in self.cases for p in case.problems)]
 
+    @property
+    def warnings(self) -> list[Problem]:
+        """Every case's warnings (kind ``"warning"``): reported, never a failure."""
+        return [w for case in self.cases for w in case.warnings]
+
     def sequences(self, registry: Registry | None = None) -> list[str]:
         """Sequences present in any case, in registry order."""
         order = list((registry or load_registry()).sequences)
@@ -133,30 +115,31 @@ class Site:
         return sorted(present, key=lambda s: (order.index(s) if s in order else len(order), s))
 
 
-@dataclass
-class LoadedCase:
-    images: dict[str, nib.Nifti1Image]  # float32 3D volumes
-    label: nib.Nifti1Image | None  # int16, in the site's label convention (see to_canonical)
-    case: Case | None = None
-    resampled: tuple[str, ...] = ()  # what load_case(resample=True) moved onto the reference
-
-    @property
-    def id(self) -> str | None:
-        return self.case.id if self.case else None
-
-
 # -- files and names ---------------------------------------------------------------------------
-def _visible(path: Path) -> bool:
-    return not path.name.startswith((".", "_"))
-
-
 def _nifti_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and _visible(p)
-                  and NIFTI_SUFFIX.search(p.name))
+    """Visible entries named like NIfTI: files, and broken links or folders in their place, so
+    that an unusable one is reported instead of read as a missing sequence."""
+    return sorted(p for p in folder.iterdir() if visible(p) and NIFTI_SUFFIX.search(p.name))
 
 
 def _subdirs(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and _visible(p))
+    return sorted(p for p in folder.iterdir()
+                  if p.is_dir() and visible(p) and not NIFTI_SUFFIX.search(p.name))
+
+
+def _unusable_file(path: Path) -> Problem | None:
+    """A Problem for a file named like a sequence that cannot be opened: never a missing one."""
+    if path.is_symlink() and not path.exists():
+        return Problem(path, f"broken link to {path.readlink()}; fix or remove the link",
+                       "unreadable")
+    if not path.is_file():
+        return Problem(path, "not a regular file", "unreadable")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        return Problem(path, f"cannot be opened: {exc.strerror or exc}", "unreadable")
+    return None
 
 
 def _stem(path: Path) -> str:
@@ -218,10 +201,13 @@ def _detect_layout(root: Path) -> str:
         return "brats2023" if brats2023 * 2 > len(case_files) else "brats2019"
     if _nifti_files(root):
         return "flat"
+    kind = folder_format(root)
+    hint = f"; it holds {FORMATS[kind][0]} files: {FORMATS[kind][1]}" if kind else ""
     raise InputError(
         root,
         "no cases found: expected case folders (CASE/CASE_t1.nii.gz, CASE/CASE-t1n.nii.gz), "
-        "BIDS subjects (sub-X/anat/sub-X_T1w.nii.gz) or a flat folder of CASE_t1.nii.gz files",
+        "BIDS subjects (sub-X/anat/sub-X_T1w.nii.gz) or a flat folder of CASE_t1.nii.gz files"
+        + hint,
     )
 
 
@@ -240,28 +226,64 @@ def _label_convention(
     return DEFAULT_LABELS
 
 
+def _nested(folder: Path, why: str) -> list[Problem]:
+    """Each visible sub-folder of ``folder`` that holds anything, reported as ignored."""
+    return [folder_problem(d, why) for d in _subdirs(folder) if any(d.iterdir())]
+
+
 def _group_files(root: Path, layout: str, registry: Registry):
-    """``{case_id: (case_root, [files])}`` plus files that belong to no case."""
+    """``{case_id: (case_root, [files])}``, a Problem for every visible file named like NIfTI and
+    every non-empty folder that belongs to no case, and images in other formats (nothing is
+    dropped in silence): ``(groups, ignored, {case_id: [Problem]})``."""
     groups: dict[str, tuple[Path, list[Path]]] = {}
-    stray: list[Path] = []
+    ignored: list[Problem] = []
+    attached: dict[str, list[Problem]] = {}
+
+    def foreign(folder: Path, case_of) -> None:
+        by_case, loose = foreign_problems(folder, registry, case_of)
+        ignored.extend(loose)
+        for case_id, problems in by_case.items():
+            attached.setdefault(case_id, []).extend(problems)
+
     if layout == "flat":
         for f in _nifti_files(root):
             groups.setdefault(_flat_case_id(f, registry), (root, []))[1].append(f)
-        return groups, stray
-    stray = _nifti_files(root)
+        ignored += _nested(root, "a flat site's cases are the files at its top level")
+        foreign(root, lambda stem: _flat_case_id(Path(stem + ".nii.gz"), registry))
+        return groups, ignored, attached
+    stray = "not part of any case; move it into a case folder"
+    ignored += [ignored_problem(f, stray) for f in _nifti_files(root)]
+    foreign(root, None)
     if layout in ("brats2019", "brats2023"):
         for d in _subdirs(root):
             files = _nifti_files(d)
             if files:
                 groups[d.name] = (d, files)
-        return groups, stray
+                foreign(d, lambda stem, case_id=d.name: case_id)
+            elif any(d.iterdir()):
+                ignored.append(folder_problem(d, "a folder without NIfTI files"))
+                continue
+            ignored += _nested(d, f"cases of a '{layout}' site hold their files directly")
+        return groups, ignored, attached
     # BIDS: each subject, or each session of a subject, is a case
+    for d in _subdirs(root):
+        if not d.name.startswith("sub-") and d.name not in ("derivatives", "sourcedata", "code"):
+            ignored.append(folder_problem(d, "not a BIDS subject folder (sub-*) in a BIDS site"))
     for sub in (d for d in _subdirs(root) if d.name.startswith("sub-")):
         sessions = [d for d in _subdirs(sub) if d.name.startswith("ses-")]
         for folder in sessions or [sub]:
             case_id = sub.name if folder == sub else f"{sub.name}_{folder.name}"
             anat = folder / "anat"
             groups[case_id] = (folder, _nifti_files(anat) if anat.is_dir() else [])
+            if anat.is_dir():
+                foreign(anat, lambda stem, case_id=case_id: case_id)
+            for other in _subdirs(folder):
+                if other.name == "anat":
+                    continue
+                if any(NIFTI_SUFFIX.search(f.name) for f in other.rglob("*")):
+                    ignored.append(ignored_problem(other, "harmonix reads BIDS anat/ folders only"))
+                elif folder_format(other):
+                    ignored.append(folder_problem(other, ""))
     # label maps of a derivatives pipeline: derivatives/<pipeline>/sub-X[/ses-Y]/anat/*_dseg
     derivatives = _subdirs(root / "derivatives") if (root / "derivatives").is_dir() else []
     for pipeline in derivatives:
@@ -269,173 +291,11 @@ def _group_files(root: Path, layout: str, registry: Registry):
             anat = pipeline / folder.relative_to(root) / "anat"
             if anat.is_dir():
                 files += [f for f in _nifti_files(anat) if registry.classify_file(f)[0] == "label"]
-    return groups, stray
-
-
-# -- header checks -----------------------------------------------------------------------------
-def _gzip_size_mismatch(path: Path, needed: int) -> bool:
-    """Cheap truncation hint: a gzip trailer holds the uncompressed size modulo 2**32."""
-    with open(path, "rb") as f:
-        f.seek(-4, 2)
-        (isize,) = struct.unpack("<I", f.read(4))
-    return isize != needed % 2**32
-
-
-def _gzip_payload(path: Path) -> int:
-    """Decompress ``path`` to the end (raises on a truncated or corrupt stream)."""
-    size = 0
-    with gzip.open(path, "rb") as f:
-        while chunk := f.read(CHUNK_BYTES):
-            size += len(chunk)
-    return size
-
-
-def _truncation(path: Path, needed: int) -> str | None:
-    if path.name.lower().endswith(".gz"):
-        if not _gzip_size_mismatch(path, needed):
-            return None
-        try:
-            size = _gzip_payload(path)
-        except (EOFError, OSError, zlib.error) as exc:
-            return f"truncated or corrupt gzip file ({exc})"
-    else:
-        size = path.stat().st_size
-    if size < needed:
-        return f"truncated: {size} bytes of image data where the header needs {needed}"
-    return None
-
-
-def _read_header(path: Path) -> tuple[nib.spatialimages.SpatialImage | None, Problem | None]:
-    """Load the header only; a Problem for unreadable, truncated, non-3D or odd-typed files."""
-    try:
-        img = nib.load(path)
-        header = img.header
-        shape = tuple(int(s) for s in header.get_data_shape())
-        dtype = np.dtype(header.get_data_dtype())
-    except _READ_ERRORS as exc:
-        return None, Problem(path, f"cannot be read as NIfTI: {exc}", "unreadable")
-    if len(shape) < 3:
-        return None, Problem(path, f"not a 3D image (shape {_fmt(shape)})", "shape")
-    if any(s != 1 for s in shape[3:]):
-        return None, Problem(
-            path, f"{len(shape)}D image (shape {_fmt(shape)}); one 3D volume per file, please",
-            "shape",
-        )
-    if dtype.kind not in "biuf":
-        return None, Problem(path, f"unsupported voxel type {dtype}", "unreadable")
-    try:
-        needed = int(img.dataobj.offset) + prod(shape) * dtype.itemsize
-        problem = _truncation(path, needed)
-    except OSError as exc:
-        problem = f"cannot be read: {exc}"
-    if problem:
-        return None, Problem(path, problem, "unreadable")
-    return img, None
-
-
-def _info(img) -> ImageInfo:
-    header = img.header
-    return ImageInfo(
-        shape=tuple(int(s) for s in header.get_data_shape()[:3]),
-        spacing=tuple(float(z) for z in header.get_zooms()[:3]),
-        affine=np.asarray(img.affine, dtype=np.float64),
-        dtype=str(header.get_data_dtype()),
-    )
-
-
-def _fmt(values, precision: int | None = None) -> str:
-    if precision is None:
-        return "x".join(str(v) for v in values)
-    return "x".join(f"{v:.{precision}g}" for v in values)
-
-
-def _grid_difference(info: ImageInfo, ref: ImageInfo) -> str | None:
-    differences = []
-    if info.shape != ref.shape:
-        differences.append(f"shape {_fmt(info.shape)} vs {_fmt(ref.shape)}")
-    gap = float(np.abs(info.affine - ref.affine).max())
-    if gap > AFFINE_TOLERANCE:
-        what = f"affine differs by up to {gap:.3g}"
-        if not np.allclose(info.spacing, ref.spacing, atol=AFFINE_TOLERANCE):
-            what += f" (spacing {_fmt(info.spacing, 3)} vs {_fmt(ref.spacing, 3)} mm)"
-        if info.orientation != ref.orientation:
-            what += f" (orientation {info.orientation} vs {ref.orientation})"
-        differences.append(what)
-    return "; ".join(differences) or None
-
-
-# -- voxel checks ------------------------------------------------------------------------------
-class _VoxelCheck:
-    """Accumulates NaN/Inf counts, whether anything is non-zero and (for labels) the values."""
-
-    def __init__(self, path: Path, label_values: dict[str, int] | None = None):
-        self.path = path
-        self.label_values = label_values  # None for images
-        self.nan = self.inf = 0
-        self.nonzero = False
-        self.values: set[float] = set()
-
-    def update(self, chunk: np.ndarray) -> None:
-        if chunk.dtype.kind == "f":
-            finite = np.isfinite(chunk)
-            if not finite.all():
-                self.nan += int(np.isnan(chunk).sum())
-                self.inf += int(np.isinf(chunk).sum())
-                chunk = chunk[finite]
-        self.nonzero = self.nonzero or bool(np.any(chunk))
-        if self.label_values is not None and len(self.values) < 256:
-            self.values.update(np.unique(chunk).tolist())
-
-    def problems(self, convention: str) -> list[Problem]:
-        found = []
-        if self.nan or self.inf:
-            message = f"NaN or Inf voxels ({self.nan} NaN, {self.inf} Inf)"
-            found.append(Problem(self.path, message, "voxels"))
-        if self.label_values is None:
-            if not self.nonzero and not (self.nan or self.inf):
-                found.append(Problem(self.path, "all voxels are zero (empty image)", "voxels"))
-            return found
-        allowed = {0, *self.label_values.values()}
-        bad = sorted(v for v in self.values if v != int(v) or int(v) not in allowed)
-        if bad:
-            shown = ", ".join(f"{v:g}" for v in bad[:10])
-            found.append(Problem(
-                self.path,
-                f"label values {shown} are not in label convention '{convention}' "
-                f"(0 and {', '.join(f'{k} {v}' for k, v in self.label_values.items())})",
-                "labels",
-            ))
-        return found
-
-
-def _stream(path: Path, proxy) -> Iterator[np.ndarray]:
-    """The voxels behind nibabel's array ``proxy`` (scaled as nibabel would), chunk by chunk."""
-    dtype = np.dtype(proxy.dtype)
-    total = prod(proxy.shape)
-    step = max(1, CHUNK_BYTES // dtype.itemsize)
-    with ImageOpener(str(path)) as f:
-        f.seek(int(proxy.offset))
-        for start in range(0, total, step):
-            count = min(step, total - start)
-            buffer = f.read(count * dtype.itemsize)
-            if len(buffer) < count * dtype.itemsize:
-                raise EOFError(f"the file ends after {start + len(buffer) // dtype.itemsize} "
-                               f"of {total} voxels")
-            yield apply_read_scaling(np.frombuffer(buffer, dtype), proxy.slope, proxy.inter)
-
-
-def _check_voxels(path: Path, img, label_values, convention: str) -> list[Problem]:
-    check = _VoxelCheck(path, label_values)
-    try:
-        for chunk in _stream(path, img.dataobj):
-            check.update(chunk)
-    except (EOFError, OSError, ValueError, zlib.error) as exc:
-        return [Problem(path, f"truncated or corrupt image data: {exc}", "unreadable")]
-    return check.problems(convention)
+    return groups, ignored, attached
 
 
 # -- cases -------------------------------------------------------------------------------------
-def _reference(sequences, registry: Registry) -> str | None:
+def reference_sequence(sequences, registry: Registry) -> str | None:
     order = [*registry.source_priority, *registry.sequences]
     present = sorted(sequences, key=lambda s: (order.index(s) if s in order else len(order), s))
     return present[0] if present else None
@@ -466,25 +326,33 @@ def _read_case(
             case.label = f
     if not case.sequences:
         case.problems.append(Problem(case_root, "no image sequence in this case", "empty"))
-    case.reference = _reference(case.sequences, registry)
+    case.reference = reference_sequence(case.sequences, registry)
 
     label_values = registry.label_values(convention)
     named = [*case.sequences.items(), *([("label", case.label)] if case.label else [])]
     for key, path in named:
-        img, problem = _read_header(path)
+        problem = _unusable_file(path)
         if problem:
             case.problems.append(problem)
             continue
-        case.info[key] = _info(img)
+        img, problem = read_header(path)
+        if problem:
+            case.problems.append(problem)
+            continue
+        case.info[key] = image_info(img)
+        if key != "label" and (warning := slice_warning(path, case.info[key])):
+            case.warnings.append(warning)
         if check_voxels:
             values = label_values if key == "label" else None
-            case.problems += _check_voxels(path, img, values, convention)
+            problems, warnings = scan_voxels(path, img, values, convention)
+            case.problems += problems
+            case.warnings += warnings
 
     ref = case.info.get(case.reference)
     for key, info in case.info.items():
         if ref is None or key == case.reference:
             continue
-        difference = _grid_difference(info, ref)
+        difference = grid_difference(info, ref)
         if difference:
             what = "label map" if key == "label" else f"sequence {key}"
             case.problems.append(Problem(
@@ -521,9 +389,13 @@ def read_site(
     center = center or site_file.get("center") or root.resolve().name
     layout = LAYOUT_ALIASES.get(site_file.get("layout", ""), site_file.get("layout"))
     layout = layout or _detect_layout(root)
-    groups, stray = _group_files(root, layout, registry)
+    groups, ignored, attached = _group_files(root, layout, registry)
     if not groups:
-        raise InputError(root, f"no cases found for layout '{layout}'")
+        kind = folder_format(root)
+        hint = f"; it holds {FORMATS[kind][0]} files: {FORMATS[kind][1]}" if kind else ""
+        raise InputError(root, f"no cases found for layout '{layout}'{hint}")
+    for case_id in [c for c in attached if c not in groups]:  # no case: the site's problem
+        ignored += attached.pop(case_id)
     all_files = [f for _, files in groups.values() for f in files]
     convention = _label_convention(site_file, all_files, center, registry)
 
@@ -533,84 +405,7 @@ def read_site(
             case_id, case_root, files, center=center, layout=layout, convention=convention,
             registry=registry, check_voxels=check_voxels,
         ))
+        cases[-1].problems += attached.get(case_id, [])
         if progress:
             progress(done, len(groups))
-    problems = [Problem(f, f"not part of any case in a '{layout}' site; move it into a case "
-                           "folder", "stray") for f in stray]
-    return Site(root, center, layout, convention, cases, problems)
-
-
-# -- loading -----------------------------------------------------------------------------------
-def _load_volume(path: Path, label_values, convention: str) -> nib.Nifti1Image:
-    img, problem = _read_header(path)
-    if problem:
-        raise InputError(problem.path, problem.message)
-    try:
-        data = np.asanyarray(img.dataobj)
-    except (EOFError, OSError, ValueError, zlib.error) as exc:
-        raise InputError(path, f"truncated or corrupt image data: {exc}") from None
-    data = data.reshape(data.shape[:3])  # drop a trailing singleton 4th dimension
-    check = _VoxelCheck(path, label_values)
-    check.update(data)
-    for problem in check.problems(convention):
-        raise InputError(problem.path, problem.message)
-    data = np.rint(data).astype(np.int16) if label_values is not None else data.astype(np.float32)
-    header = img.header if type(img.header) is nib.Nifti1Header else None  # not NIfTI-2
-    out = nib.Nifti1Image(data, img.affine, header=header)  # keeps codes, units, descrip
-    out.set_data_dtype(data.dtype)
-    out.header.set_slope_inter(None, None)  # the data is already scaled
-    return out
-
-
-def _resample(img: nib.Nifti1Image, ref: nib.Nifti1Image, *, is_label: bool) -> nib.Nifti1Image:
-    """torchio's Resample onto the reference grid (linear for images, nearest for labels)."""
-    import torch
-    import torchio as tio
-
-    kind = tio.LabelMap if is_label else tio.ScalarImage
-    image = kind(tensor=torch.from_numpy(np.asarray(img.dataobj)[None]), affine=img.affine)
-    resampled = tio.Resample((ref.shape[:3], ref.affine))(image)
-    data = resampled.data[0].numpy().astype(np.int16 if is_label else np.float32)
-    return nib.Nifti1Image(data, ref.affine)
-
-
-def load_case(
-    case: Case, *, resample: bool = False, registry: Registry | None = None
-) -> LoadedCase:
-    """Load a case's volumes (float32) and label map (int16, the site's convention).
-
-    Raises :class:`InputError` naming the file for the first bad input. Sequences or a label map
-    on a grid other than the reference sequence's are an error unless ``resample=True``, which
-    resamples them onto the reference with torchio (recorded in ``LoadedCase.resampled``).
-    """
-    registry = registry or load_registry()
-    tolerated = GRID_KINDS if resample else frozenset()
-    for problem in case.problems:
-        if problem.kind not in tolerated:
-            raise InputError(problem.path, problem.message)
-    if not case.sequences:
-        raise InputError(case.root, "no image sequence in this case")
-    label_values = registry.label_values(case.label_convention)
-    images = {s: _load_volume(p, None, case.label_convention) for s, p in case.sequences.items()}
-    label = _load_volume(case.label, label_values, case.label_convention) if case.label else None
-
-    reference = case.reference or _reference(case.sequences, registry)
-    ref = images[reference]
-    ref_info = _info(ref)
-    resampled = []
-    named = [*images.items(), *([("label", label)] if label is not None else [])]
-    for key, img in named:
-        difference = _grid_difference(_info(img), ref_info)
-        if key == reference or difference is None:
-            continue
-        path = case.label if key == "label" else case.sequences[key]
-        if not resample:
-            raise InputError(path, f"on a different grid from the reference sequence {reference} "
-                                   f"({case.sequences[reference].name}): {difference}")
-        moved = _resample(img, ref, is_label=key == "label")
-        if key == "label":
-            label = moved
-        else:
-            images[key] = moved
-        resampled.append(key)
-    return LoadedCase(images, label, case, tuple(resampled))
+    return Site(root, center, layout, convention, cases, ignored)

@@ -13,7 +13,7 @@ applied per scan. Cases are written in a real layout (BraTS 2019 / 2023 naming) 
 
 from __future__ import annotations
 
-import importlib.util
+import json
 import os
 import zlib
 from collections.abc import Callable
@@ -25,15 +25,16 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 from scipy import ndimage as ndi
-from threadpoolctl import threadpool_limits  # via nilearn -> scikit-learn
 
 from harmonix.data.labels import from_canonical
+from harmonix.data.layouts import NAMINGS, SITE_FILE
+from harmonix.errors import InputError
+from harmonix.extras import require
 from harmonix.io import atomic_write_json, atomic_write_nifti
 
 BRATS_SHAPE = (240, 240, 155)
 TISSUES = ("csf", "gm", "wm", "ed", "et", "ncr", "vessel")
 TRUTH_CLASSES = {"background": 0, "csf": 1, "gm": 2, "wm": 3, "tumour": 4}
-SITE_FILE = "harmonix-site.json"
 
 CONTROL_MM = 4.0  # spacing of the control grid that carries every deformation
 BRAIN_CENTER_MM = np.array([119.5, 119.5, 77.0])  # where the template's brain centre lands
@@ -66,17 +67,6 @@ SEQUENCES: dict[str, SequenceModel] = {
     "hardi": SequenceModel((0.05, 0.18, 0.70, 0.32, 0.22, 0.05, 0.10), blur_mm=2.0, noise=1.5),
 }
 
-NAMINGS: dict[str, tuple[str, dict[str, str], str, str]] = {
-    # naming: (separator, file token per sequence, label token, site layout)
-    "brats2019": ("_", {s: s for s in SEQUENCES}, "seg", "brats2019"),
-    "brats2023": ("-", {"t1": "t1n", "t1ce": "t1c", "t2": "t2w", "flair": "t2f",
-                        "swi": "swi", "dwi": "dwi", "asl": "asl", "hardi": "hardi", "pd": "pd"},
-                  "seg", "brats2023"),
-    "ucsf": ("_", {"t1": "T1", "t1ce": "T1c", "t2": "T2", "flair": "FLAIR", "swi": "SWI",
-                   "dwi": "DWI", "asl": "ASL", "hardi": "HARDI", "pd": "PD"},
-             "tumor_segmentation", "brats2019"),
-}
-
 
 @dataclass(frozen=True)
 class CenterProfile:
@@ -85,7 +75,7 @@ class CenterProfile:
     name: str
     sequences: tuple[str, ...]
     case_id: str  # format with the 1-based case number
-    naming: str = "brats2019"  # a key of NAMINGS
+    naming: str = "brats2019"  # a key of harmonix.data.layouts.NAMINGS
     labels: str = "brats2019"  # a label convention of registry.yaml
     tumour: str = "glioma"  # "glioma" (intra-axial, in white matter) or "meningioma" (dural)
     bias: float = 0.08  # std of the log bias field
@@ -142,10 +132,8 @@ class Template:
 
 
 def _template_path(kind: str) -> Path:
-    spec = importlib.util.find_spec("nilearn")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("harmonix synth needs nilearn (its wheel ships the MNI152 template)")
-    root = Path(next(iter(spec.submodule_search_locations)))
+    nilearn = require("nilearn", "harmonix synth (the MNI152 template ships in nilearn's wheel)")
+    root = Path(next(iter(nilearn.__path__)))
     return root / "datasets" / "data" / f"mni_icbm152_{kind}_tal_nlin_sym_09a_converted.nii.gz"
 
 
@@ -390,7 +378,8 @@ def synthesize_case(
     prof = profile(center)
     if spacing < 1.0:
         raise ValueError(f"spacing must be >= 1 mm, got {spacing}")
-    with threadpool_limits(1, user_api="blas"):  # small matrix products; threads only spin
+    threadpoolctl = require("threadpoolctl", "harmonix synth")  # the synth extra brings it
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):  # small products; threads spin
         return _synthesize(prof, index, seed, spacing)
 
 
@@ -565,9 +554,9 @@ def _render(rng, prof: CenterProfile, sequence: str, scan: _Scan) -> np.ndarray:
 def case_files(center: str, cid: str) -> tuple[dict[str, str], str]:
     """File names (relative to the site) of a case's sequences and its label map."""
     prof = profile(center)
-    sep, tokens, label_token, _ = NAMINGS[prof.naming]
-    files = {s: f"{cid}/{cid}{sep}{tokens[s]}.nii.gz" for s in prof.sequences}
-    return files, f"{cid}/{cid}{sep}{label_token}.nii.gz"
+    naming = NAMINGS[prof.naming]
+    files = {s: f"{cid}/{naming.file_name(cid, s)}" for s in prof.sequences}
+    return files, f"{cid}/{naming.file_name(cid, 'seg')}"
 
 
 def _nifti(data: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
@@ -590,6 +579,30 @@ def _write_case(out_dir: Path, index: int, center: str, seed: int, spacing: floa
         truth = out_dir / "_truth" / f"{case.case_id}_tissue.nii.gz"
         atomic_write_nifti(truth, _nifti(case.tissue, case.affine))
     return case.case_id
+
+
+def _check_target_folder(out_dir: Path, center: str) -> None:
+    """Synth writes into a new or empty folder, or adds cases to a built-in site of the same
+    center; it never rewrites another site's description or cases."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(out_dir, "is a file, not a folder")
+    site_file = out_dir / SITE_FILE
+    if site_file.exists():
+        try:
+            site = json.loads(site_file.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise InputError(site_file, f"not readable JSON: {exc}") from None
+        if not isinstance(site, dict) or site.get("generator") != "harmonix synth":
+            raise InputError(site_file, "describes a site harmonix synth did not make; "
+                                        "choose an empty folder")
+        if site.get("center") != center:
+            raise InputError(site_file, (
+                f"is a site of center '{site.get('center')}'; harmonix synth will not add "
+                f"'{center}' cases to it (that would change the domain of the cases there): "
+                "choose another folder"))
+    elif out_dir.is_dir() and any(p for p in out_dir.iterdir() if not p.name.startswith(".")):
+        raise InputError(out_dir, "is not empty and holds no built-in site; harmonix synth "
+                                  "writes into a new or empty folder")
 
 
 def synthesize_site(
@@ -616,7 +629,10 @@ def synthesize_site(
         raise ValueError(f"seed must be >= 0, got {seed}")
     if spacing < 1.0:
         raise ValueError(f"spacing must be >= 1 mm, got {spacing}")
+    for module in ("nilearn", "threadpoolctl"):  # the synth extra, before anything is written
+        require(module, "harmonix synth")
     out_dir = Path(out_dir)
+    _check_target_folder(out_dir, prof.name)
     out_dir.mkdir(parents=True, exist_ok=True)
     workers = max(1, min(workers or os.cpu_count() or 1, n_cases))
     jobs = [(out_dir, i, center, seed, float(spacing), write_truth) for i in range(n_cases)]
@@ -632,7 +648,7 @@ def synthesize_site(
                 done = future.result()
                 if progress:
                     progress(done)
-    site = {"center": prof.name, "labels": prof.labels, "layout": NAMINGS[prof.naming][3],
+    site = {"center": prof.name, "labels": prof.labels, "layout": NAMINGS[prof.naming].layout,
             "generator": "harmonix synth", "seed": seed, "spacing": float(spacing),
             "sequences": list(prof.sequences), "cases": n_cases}
     atomic_write_json(out_dir / SITE_FILE, site)

@@ -2,13 +2,23 @@
 
 ``REPORT_DIR/``
 
-* ``results.csv``: every number, one per row (columns :data:`harmonix.evaluate.run.COLUMNS`);
+* ``results.csv``: every number, one per row (columns :data:`harmonix.evaluate.results.COLUMNS`);
 * ``table1_median_dice.csv``, ``wilcoxon.csv``, ``friedman.csv``, ``dunn.csv``: statistics of
   the Dice rows (:mod:`harmonix.evaluate.stats`);
-* ``correlations.csv``, ``random_missing.csv``, ``fid.csv``, ``image_quality.csv``,
-  ``umap.csv``: the tables behind the report's sections;
-* ``boxplots_dice.png``, ``fid_heatmap.png``, ``umap.png``, ``overlays/*.png``;
-* ``evaluation.json`` (settings, timings, notes) and ``report.md``.
+* ``fid_friedman.csv``, ``fid_dunn.csv``: the paper's tests on FID per sequence pair
+  (:mod:`harmonix.evaluate.fid`);
+* ``correlations.csv``, ``random_missing.csv``, ``fid.csv``, ``image_quality.csv`` (a column
+  per image metric), ``umap.csv``: the tables behind the report's sections;
+* ``median_NAME.csv`` per segmentation metric other than Dice (HD95, a plugin's), ``pairs_NAME.csv``
+  per image-set metric other than FID (:mod:`harmonix.evaluate.metric_tables`);
+* ``fidelity.csv``: generated vs the source copied and remapped, per sequence pair
+  (:mod:`harmonix.evaluate.fidelity`);
+* ``boxplots_dice.png``, ``fid_heatmap.png``, ``umap.png``, ``overlays/*.png``,
+  ``examples.png`` (:mod:`harmonix.evaluate.figures`);
+* ``evaluation.json`` (settings, provenance, timings, notes) and ``report.md``, which states at
+  its top how the test cases were split off, the training/test overlap check and where the copy
+  mapping came from; ``report.html``, the same as one self-contained page
+  (:mod:`harmonix.evaluate.html`).
 
 Every file is written atomically.
 """
@@ -16,14 +26,29 @@ Every file is written atomically.
 from __future__ import annotations
 
 import io
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from harmonix.evaluate.run import (
+from harmonix.evaluate import stats as statistics_module
+from harmonix.evaluate.fid import fid_statistics
+from harmonix.evaluate.fidelity import INTRO as FIDELITY_INTRO
+from harmonix.evaluate.fidelity import fidelity_table
+from harmonix.evaluate.figures import (
+    REGIONS,
+    dice_long,
+    fid_matrix,
+    plot_boxplots,
+    plot_examples,
+    plot_fid,
+    plot_overlay,
+    plot_umap,
+)
+from harmonix.evaluate.html import write_html
+from harmonix.evaluate.metric_tables import MetricSection, metric_sections
+from harmonix.evaluate.results import (
     CROSS,
     GENERATOR_LABELS,
     MAIN,
@@ -31,12 +56,10 @@ from harmonix.evaluate.run import (
     Evaluation,
     EvaluationResult,
 )
-from harmonix.evaluate.scenarios import missing_text, random_distribution
+from harmonix.evaluate.scenarios import random_distribution
 from harmonix.evaluate.strategies import STRATEGIES
-from harmonix.io import atomic_write_json, atomic_write_text, atomic_write_with
-
-REGIONS = ("WT", "TC", "ET")
-LABEL_COLOURS = {1: (1.0, 0.0, 0.0), 2: (0.0, 0.8, 0.0), 4: (0.0, 0.3, 1.0)}  # NCR, ED, ET
+from harmonix.evaluate.text import markdown_table, power_note, verdict_lines
+from harmonix.io import atomic_write_json, atomic_write_text
 
 
 # -- small helpers ---------------------------------------------------------------------------------
@@ -45,285 +68,23 @@ def _csv(path: Path, table: pd.DataFrame, index: bool = False) -> Path:
     return path
 
 
-def _fmt(value, digits: int = 3) -> str:
-    if isinstance(value, (float, np.floating)):
-        if math.isnan(value):
-            return "–"
-        if math.isinf(value):
-            return "inf"
-        return f"{value:.{digits}g}" if abs(value) < 1e-3 and value else f"{value:.{digits}f}"
-    return str(value)
-
-
-def markdown_table(table: pd.DataFrame, digits: int = 3, index: bool = False) -> str:
-    """A GitHub-flavoured Markdown table (no tabulate dependency)."""
-    if index:
-        table = table.reset_index()
-    header = [" / ".join(str(p) for p in c if str(p)) if isinstance(c, tuple) else str(c)
-              for c in table.columns]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in table.itertuples(index=False):
-        lines.append("| " + " | ".join(_fmt(v, digits) for v in row) + " |")
-    return "\n".join(lines)
-
-
-def _p(value: float) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    return f"{value:.2g}" if value < 0.001 else f"{value:.3f}"
-
-
-def _savefig(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    def write(tmp: Path) -> None:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-
-    atomic_write_with(path, write)
-    plt.close(fig)
-    return path
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 # -- statistics ------------------------------------------------------------------------------------
-def dice_long(results: pd.DataFrame) -> pd.DataFrame:
-    """The Dice rows as the long table :mod:`harmonix.evaluate.stats` reads."""
-    rows = results[(results["metric"] == "dice") & (results["case"] != "")]
-    return rows.rename(columns={"value": "dice"})[["case", "scenario", "strategy", "region",
-                                                   "dice"]].reset_index(drop=True)
-
-
 def statistics(results: pd.DataFrame, scenarios: Sequence[str]) -> dict[str, pd.DataFrame]:
-    from harmonix.evaluate import stats
-
+    """:func:`harmonix.evaluate.stats.all_statistics` of the Dice rows, in report order."""
     dice = dice_long(results)
     if dice.empty:
         return {}
     strategies = [s for s in (*STRATEGIES, "generated-noalign") if s in set(dice["strategy"])]
     order = [s for s in scenarios if s in set(dice["scenario"])]
-    out = {"medians": stats.median_table(dice, strategies=strategies, regions=REGIONS,
-                                         scenarios=order)}
-    if {"generated", "copy"} <= set(dice["strategy"]):
-        out["wilcoxon"] = stats.wilcoxon_table(dice, a="generated", b="copy")
-    out["friedman"] = stats.friedman_table(dice)
-    out["dunn"] = stats.dunn_table(dice)
-    return out
-
-
-def verdict_lines(
-    wilcoxon: pd.DataFrame, scenarios: Sequence[str], alpha: float = 0.05
-) -> list[str]:
-    """One honest sentence per scenario: per region, does generated beat copy, with p-values."""
-    lines = []
-    for scenario in scenarios:
-        rows = wilcoxon[wilcoxon["scenario"] == scenario]
-        if rows.empty:
-            continue
-        parts = []
-        for row in rows.itertuples(index=False):
-            verdict = row.verdict
-            if verdict == "generated better":
-                verdict = "**generated beats copy**"
-            elif verdict == "copy better":
-                verdict = "**copy beats generated**"
-            parts.append(
-                f"{row.region}: {verdict} (median Dice {_fmt(row.median_generated)} vs "
-                f"{_fmt(row.median_copy)}, n = {row.n}, p = {_p(row.p_value)}, "
-                f"Holm p = {_p(row.p_holm)}{'; ' + row.note if row.note else ''})"
-            )
-        wins = (rows["verdict"] == "generated better").sum()
-        losses = (rows["verdict"] == "copy better").sum()
-        if wins and not losses:
-            summary = "generated beats copy"
-        elif losses and not wins:
-            summary = "generated does not beat copy; copy is better"
-        elif wins and losses:
-            summary = "mixed: generated wins some regions and loses others"
-        else:
-            summary = "generated does not beat copy significantly after Holm's correction"
-            raw = rows[rows["p_value"] < alpha]
-            higher = [r.region for r in raw.itertuples() if r.median_difference > 0]
-            lower = [r.region for r in raw.itertuples() if r.median_difference < 0]
-            hints = ([f"generated higher in {', '.join(higher)}"] if higher else []) + (
-                [f"copy higher in {', '.join(lower)}"] if lower else [])
-            if hints:
-                summary += f" (uncorrected p < {alpha}: {'; '.join(hints)})"
-        lines.append(f"- **{scenario}** — {summary}. " + "; ".join(parts) + ".")
-    return lines
-
-
-def power_note(wilcoxon: pd.DataFrame, alpha: float = 0.05) -> str:
-    """Whether any Holm-corrected verdict is reachable with this many cases and tests."""
-    tested = wilcoxon[wilcoxon["note"] == ""]
-    if tested.empty:
-        return ""
-    n, m = int(tested["n"].max()), len(wilcoxon)
-    smallest = 2.0 / 2**n  # the exact two-sided signed-rank test's smallest p-value
-    if smallest * m < alpha:
-        return ""
-    needed = math.floor(math.log2(2 * m / alpha)) + 1
-    return (f"With n = {n} cases the smallest possible p-value is 2/2^{n} = {smallest:.2g}, so "
-            f"after Holm's correction over {m} tests no difference can be significant; "
-            f"about {needed} or more cases are needed. Uncorrected p-values are shown.")
-
-
-# -- figures ---------------------------------------------------------------------------------------
-def plot_boxplots(results: pd.DataFrame, scenarios: Sequence[str], path: Path) -> Path | None:
-    dice = dice_long(results)
-    if dice.empty:
-        return None
-    plt = _pyplot()
-    strategies = [s for s in (*STRATEGIES, "generated-noalign") if s in set(dice["strategy"])]
-    order = [s for s in scenarios if s in set(dice["scenario"])]
-    regions = [r for r in REGIONS if r in set(dice["region"])]
-    width = 0.8 / len(strategies)
-    colours = plt.get_cmap("tab10")
-    fig, axes = plt.subplots(len(regions), 1, figsize=(max(8, 0.9 * len(order) + 2),
-                                                       3.2 * len(regions)), squeeze=False)
-    for ax, region in zip(axes[:, 0], regions, strict=True):
-        for j, strategy in enumerate(strategies):
-            data, positions = [], []
-            for i, scenario in enumerate(order):
-                values = dice[(dice["scenario"] == scenario) & (dice["strategy"] == strategy)
-                              & (dice["region"] == region)]["dice"]
-                if len(values):
-                    data.append(values.to_numpy())
-                    positions.append(i + (j - (len(strategies) - 1) / 2) * width)
-            if data:
-                parts = ax.boxplot(data, positions=positions, widths=width * 0.9,
-                                   patch_artist=True, manage_ticks=False)
-                for box in parts["boxes"]:
-                    box.set_facecolor(colours(j))
-                    box.set_alpha(0.7)
-            ax.plot([], [], color=colours(j), lw=6, alpha=0.7, label=strategy)
-        ax.set_xticks(range(len(order)))
-        ax.set_xticklabels([s.removeprefix("missing ") for s in order], rotation=45, ha="right")
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_ylabel(f"Dice {region}")
-        ax.grid(axis="y", alpha=0.3)
-    axes[0, 0].legend(loc="lower left", ncol=len(strategies), fontsize="small")
-    axes[0, 0].set_title("Dice per scenario (x: missing sequences) and strategy")
-    fig.tight_layout()
-    return _savefig(fig, path)
-
-
-def fid_matrix(fid: pd.DataFrame, label: str, sequences: Sequence[str]) -> pd.DataFrame:
-    """Source x target FID of generator ``label``; the diagonal is the real-vs-real baseline."""
-    matrix = pd.DataFrame(np.nan, index=list(sequences), columns=list(sequences))
-    for row in fid.itertuples(index=False):
-        if row.strategy == "real":
-            matrix.loc[row.sequence, row.sequence] = row.value
-        elif row.strategy == "generated" and row.generator == label:
-            matrix.loc[row.source, row.sequence] = row.value
-    matrix.index.name = "source \\ target"
-    return matrix
-
-
-def plot_fid(fid: pd.DataFrame, sequences: Sequence[str], path: Path) -> Path | None:
-    labels = [g for g in (MAIN, NO_LAM) if ((fid["strategy"] == "generated")
-                                           & (fid["generator"] == g)).any()]
-    if not labels:
-        return None
-    plt = _pyplot()
-    matrices = [fid_matrix(fid, g, sequences) for g in labels]
-    vmax = max(float(np.nanmax(m.to_numpy())) for m in matrices)
-    fig, axes = plt.subplots(1, len(labels), figsize=(4.6 * len(labels) + 1.2, 4.2),
-                             squeeze=False, layout="constrained")
-    for ax, label, matrix in zip(axes[0], labels, matrices, strict=True):
-        image = ax.imshow(matrix.to_numpy(float), cmap="viridis_r", vmin=0, vmax=vmax)
-        for (i, j), value in np.ndenumerate(matrix.to_numpy(float)):
-            if not np.isnan(value):
-                text = f"{value:.0f}" + ("\nreal" if i == j else "")
-                ax.text(j, i, text, ha="center", va="center", fontsize=8,
-                        color="white" if value > vmax / 2 else "black")
-        ax.set_xticks(range(len(sequences)), list(sequences))
-        ax.set_yticks(range(len(sequences)), list(sequences))
-        ax.set_xlabel("target (generated)")
-        ax.set_ylabel("source")
-        ax.set_title(GENERATOR_LABELS[label], fontsize="medium")
-    fig.colorbar(image, ax=axes[0].tolist(), label="FID (diagonal: real vs real)")
-    return _savefig(fig, path)
-
-
-def plot_umap(codes: pd.DataFrame, path: Path) -> Path:
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
-    colours = plt.get_cmap("tab10")
-    for ax, column, title in zip(axes, ("target", "kind", "source"),
-                                 ("by target domain", "real vs generated", "by source"),
-                                 strict=True):
-        for i, value in enumerate(sorted(codes[column].unique())):
-            part = codes[codes[column] == value]
-            ax.scatter(part["x"], part["y"], s=8, alpha=0.7, color=colours(i % 10), label=value)
-        ax.set_title(f"sequence codes, {title}")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.legend(fontsize="x-small", markerscale=2)
-    fig.tight_layout()
-    return _savefig(fig, path)
-
-
-def label_overlay(background: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """RGB image: the grey ``background`` (0..255) with NCR red, ED green, ET blue."""
-    grey = np.clip(np.asarray(background, np.float32) / 255.0, 0, 1)
-    rgb = np.repeat(grey[..., None], 3, axis=-1)
-    for value, colour in LABEL_COLOURS.items():
-        mask = np.asarray(labels) == value
-        rgb[mask] = (1 - alpha) * rgb[mask] + alpha * np.asarray(colour)
-    return rgb
-
-
-def plot_overlay(
-    example: dict, results: pd.DataFrame, sequences: Sequence[str], path: Path
-) -> Path | None:
-    """Background, truth and each strategy's prediction for the scenario of this case where
-    generated and copy differ most in WT Dice (the first one if they never do)."""
-    predictions = example["predictions"]
-    candidates = [m for m in predictions if m]
-    if not candidates and frozenset() not in predictions:
-        return None
-    rows = results[(results["case"] == example["case"]) & (results["metric"] == "dice")
-                   & (results["region"] == "WT") & (results["kind"] != CROSS)]
-
-    def gap(missing) -> float:
-        same = rows[rows["missing"] == missing_text(missing, sequences)]
-        values = same.groupby("strategy")["value"].first()
-        if {"generated", "copy"} <= set(values.index):
-            return abs(values["generated"] - values["copy"])
-        return -1.0
-
-    chosen = max(candidates, key=gap) if candidates else frozenset()
-    panels = [("truth", example["truth"])]
-    if frozenset() in predictions and "complete" in predictions[frozenset()]:
-        panels.append(("complete", predictions[frozenset()]["complete"]))
-    for strategy in ("copy", "generated"):
-        if strategy in predictions.get(chosen, {}):
-            panels.append((strategy, predictions[chosen][strategy]))
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(2.6 * (len(panels) + 1), 3))
-    background = example["background"]
-    axes[0].imshow(np.rot90(background), cmap="gray", vmin=0, vmax=255)
-    axes[0].set_title(f"{example['background_sequence']} (real)", fontsize="small")
-    for ax, (title, labels) in zip(axes[1:], panels, strict=True):
-        ax.imshow(np.rot90(label_overlay(background, labels)))
-        ax.set_title(title, fontsize="small")
-    for ax in axes:
-        ax.axis("off")
-    missing = missing_text(chosen, sequences) or "none"
-    fig.suptitle(f"{example['case']}, axial slice {example['slice']}, missing: {missing} "
-                 "(NCR red, ED green, ET blue)", fontsize="small")
-    return _savefig(fig, path)
+    return statistics_module.all_statistics(dice, strategies=strategies, regions=REGIONS,
+                                            scenarios=order)
 
 
 # -- the report ------------------------------------------------------------------------------------
+FILE_NAMES = {"medians": "table1_median_dice.csv", "wilcoxon": "wilcoxon.csv",
+              "friedman": "friedman.csv", "dunn": "dunn.csv"}
+
+
 def write_report(ev: Evaluation, out: str | Path) -> EvaluationResult:
     """Write every file of the report into ``out`` and return what was written."""
     out = Path(out)
@@ -332,10 +93,8 @@ def write_report(ev: Evaluation, out: str | Path) -> EvaluationResult:
     scenarios = [s.name for s in ev.scenarios]
     files: dict[str, Path] = {"results": _csv(out / "results.csv", results)}
     stats = statistics(results, scenarios)
-    names = {"medians": "table1_median_dice.csv", "wilcoxon": "wilcoxon.csv",
-             "friedman": "friedman.csv", "dunn": "dunn.csv"}
     for key, table in stats.items():
-        files[key] = _csv(out / names[key], table, index=key == "medians")
+        files[key] = _csv(out / FILE_NAMES[key], table, index=key == "medians")
     if ev.correlations is not None:
         files["correlations"] = _csv(out / "correlations.csv", ev.correlations, index=True)
     distribution = None
@@ -347,9 +106,24 @@ def write_report(ev: Evaluation, out: str | Path) -> EvaluationResult:
         files["fid"] = _csv(out / "fid.csv", fid)
         if (plot := plot_fid(fid[fid["kind"] == "fid"], ev.sequences, out / "fid_heatmap.png")):
             files["fid_heatmap"] = plot
+        friedman, dunn, notes = fid_statistics(fid)
+        ev.notes.extend(notes)
+        if not friedman.empty:
+            stats["fid_friedman"] = friedman
+            files["fid_friedman"] = _csv(out / "fid_friedman.csv", friedman)
+        if not dunn.empty:
+            stats["fid_dunn"] = dunn
+            files["fid_dunn"] = _csv(out / "fid_dunn.csv", dunn)
     quality = _image_quality(results)
     if not quality.empty:
         files["image_quality"] = _csv(out / "image_quality.csv", quality)
+    if not (fidelity := fidelity_table(results)).empty:  # issue 14: vs trivial baselines
+        stats["fidelity"], files["fidelity"] = fidelity, _csv(out / "fidelity.csv", fidelity)
+    sections = metric_sections(results, scenarios, ev.sequences, out)
+    for section in sections:
+        files[section.key] = section.file
+        if section.statistic is not None:
+            stats[section.key] = section.statistic
     if (plot := plot_boxplots(results, scenarios, out / "boxplots_dice.png")):
         files["boxplots"] = plot
     if ev.codes is not None:
@@ -360,14 +134,19 @@ def write_report(ev: Evaluation, out: str | Path) -> EvaluationResult:
         path = out / "overlays" / f"{example['case']}.png"
         if (plot := plot_overlay(example, results, ev.sequences, path)):
             overlays.append(plot)
+    if (plot := plot_examples(ev.overlays, ev.sequences, out / "examples.png")):
+        overlays.insert(0, plot)  # real and generated slices side by side
     files.update({f"overlay_{p.stem}": p for p in overlays})
-    settings = {**ev.settings, "timings_s": {k: round(v, 2) for k, v in ev.timings.items()},
+    settings = {**ev.settings, "provenance": ev.provenance.to_dict(),
+                "timings_s": {k: round(v, 2) for k, v in ev.timings.items()},
                 "notes": ev.notes, "skipped_cases": [list(s) for s in ev.skipped]}
     files["settings"] = out / "evaluation.json"
     atomic_write_json(files["settings"], settings)
     files["report"] = out / "report.md"
-    text = _markdown(ev, results, stats, distribution, quality, files, overlays, out)
+    report = _Report(ev, results, stats, files, out)
+    text = report.markdown(distribution, quality, overlays, sections)
     atomic_write_text(files["report"], text)
+    files["html"] = write_html(files["report"])  # report.html: one self-contained page
     return EvaluationResult(out, results, stats, files["report"], files, list(ev.notes))
 
 
@@ -384,137 +163,237 @@ def _image_quality(results: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index().rename(columns={"sequence": "target"})
 
 
-def _markdown(ev, results, stats, distribution, quality, files, overlays, out: Path) -> str:
-    s = ev.settings
-    buffer = io.StringIO()
+class _Report:
+    """``report.md``, section by section."""
 
-    def w(line: str = "") -> None:
-        buffer.write(line + "\n")
+    def __init__(self, ev: Evaluation, results, stats, files, out: Path):
+        self.ev, self.results, self.stats, self.files, self.out = ev, results, stats, files, out
+        self.buffer = io.StringIO()
 
-    def rel(path: Path) -> str:
-        return path.relative_to(out).as_posix()
+    def w(self, line: str = "") -> None:
+        self.buffer.write(line + "\n")
 
-    n_cases = len(s.get("cases", []))
-    w("# harmonix evaluation report")
-    w()
-    w(f"- test site: `{s['data']}` (center `{s['center']}`, {n_cases} complete labelled cases"
-      + (f"; {len(ev.skipped)} skipped" if ev.skipped else "") + ")")
-    w(f"- segmenter: `{s['segmenter']}` ({s['segmenter_card'].get('segmenter', '?')}, inputs "
-      f"{', '.join(ev.sequences)}); preprocessing {s['preprocess']}")
-    if s.get("generator"):
-        w(f"- generator: `{s['generator']}` (target `{s['target']}`)")
-    if s.get("generator_no_lam"):
-        w(f"- generator without LAM: `{s['generator_no_lam']}`")
-    w(f"- scenarios: {', '.join(s['scenarios'])}; strategies: {', '.join(s['strategies'])}; "
-      f"seed {s['seed']}")
-    w(f"- every number is in `{rel(files['results'])}` (long format, one value per row); "
-      f"settings, timings and notes in `{rel(files['settings'])}`")
-    timings = ", ".join(f"{k} {v:.0f} s" for k, v in ev.timings.items())
-    w(f"- time: {timings}")
-    for note in ev.notes:
-        w(f"- note: {note}")
-    for case_id, reason in ev.skipped:
-        w(f"- skipped case {case_id}: {reason}")
-    w()
+    def rel(self, path: Path) -> str:
+        return path.relative_to(self.out).as_posix()
 
-    if "wilcoxon" in stats and not stats["wilcoxon"].empty:
-        w("## Does generated beat copy?")
+    def markdown(self, distribution, quality, overlays, sections=()) -> str:
+        self.header()
+        self.dice()
+        self.copy_mapping(distribution)
+        self.fid()
+        self.image_quality(quality)
+        self.fidelity()
+        for section in sections:
+            self.metric_section(section)
+        self.cross_center()
+        self.codes()
+        if overlays:
+            self.w("## Examples")
+            self.w()
+            self.w("NCR red, ED green, ET yellow. `examples` (with a generator): real and "
+                   "generated slices side by side; then for each case the scenario where "
+                   "generated and copy differ most in WT Dice.")
+            self.w()
+            for path in overlays:
+                self.w(f"![{path.stem}]({self.rel(path)})")
+            self.w()
+        return self.buffer.getvalue()
+
+    def header(self) -> None:
+        ev, s, w = self.ev, self.ev.settings, self.w
+        provenance = ev.provenance
+        n_cases = len(s.get("cases", []))
+        w("# harmonix evaluation report")
         w()
-        w("Paired two-sided Wilcoxon signed-rank test per scenario and region (Dice, paired by "
-          "case), generated versus copy; `Holm p` is adjusted over all scenario-region tests, "
-          "and a verdict needs Holm p < 0.05.")
-        if note := power_note(stats["wilcoxon"]):
+        if provenance.overlap_allowed:
+            w("> **WARNING: test cases were seen in training** (evaluated with "
+              "`--allow-overlap`); every number below may be optimistic:")
+            for line in provenance.overlaps:
+                w(f"> - {line}")
             w()
-            w(f"**Too few cases for a verdict:** {note}")
-        w()
-        for line in verdict_lines(stats["wilcoxon"], [s.name for s in ev.scenarios]):
-            w(line)
-        w()
-    if "medians" in stats:
-        w("## Median Dice per scenario (Table 1 layout)")
-        w()
-        w(markdown_table(stats["medians"], index=True))
-        w()
-        w(f"File: `{rel(files['medians'])}`.")
-        w()
-    if "boxplots" in files:
-        w(f"![Dice box plots]({rel(files['boxplots'])})")
-        w()
-    if "wilcoxon" in stats and not stats["wilcoxon"].empty:
-        w("## Wilcoxon signed-rank, generated vs copy")
-        w()
-        w(markdown_table(stats["wilcoxon"]))
-        w()
-    if "friedman" in stats and not stats["friedman"].empty:
-        w("## Friedman test across strategies, Dunn's post hoc")
-        w()
-        w(markdown_table(stats["friedman"]))
-        w()
-        if "dunn" in stats and not stats["dunn"].empty:
-            w("Dunn's test (Holm-adjusted within each scenario and region):")
-            w()
-            w(markdown_table(stats["dunn"]))
-            w()
-
-    if ev.correlations is not None:
-        w("## Copy strategy: sequence correlations")
-        w()
-        w("Pearson's r between two sequences' voxels inside the brain mask, averaged over "
-          f"cases, measured on {ev.correlation_source}. A missing sequence is replaced by the "
-          "present sequence with the highest r:")
-        w()
-        w(markdown_table(ev.correlations, index=True))
-        w()
-        order = {m: [o for o in ev.correlations.loc[m].sort_values(ascending=False).index
-                     if o != m] for m in ev.sequences}
-        for m, others in order.items():
-            w(f"- {m}: copied from {' > '.join(others)} (first present one)")
-        w()
-    if distribution is not None:
-        w("## Random missing")
-        w()
-        w("Each case loses one of the 14 fixed missing sets, drawn uniformly "
-          f"(seed {s['seed']}); so it keeps at least one sequence and loses at most three. "
-          "What was drawn:")
-        w()
-        w(markdown_table(distribution))
+        w(f"- **split**: {provenance.split or 'not stated'}")
+        w(f"- **overlap check**: {provenance.overlap or 'not run'}")
+        if provenance.copy_mapping:
+            w(f"- **copy mapping**: {provenance.copy_mapping}")
+        w(f"- test site: `{s['data']}` (center `{s['center']}`, {n_cases} complete labelled "
+          "cases" + (f"; {len(ev.skipped)} skipped" if ev.skipped else "") + ")")
+        w(f"- segmenter: `{s['segmenter']}` ({s['segmenter_card'].get('segmenter', '?')}, inputs "
+          f"{', '.join(ev.sequences)}); preprocessing {s['preprocess']}")
+        if s.get("generator"):
+            w(f"- generator: `{s['generator']}` (target `{s['target']}`)")
+        if s.get("generator_no_lam"):
+            w(f"- generator without LAM: `{s['generator_no_lam']}`")
+        w(f"- scenarios: {', '.join(s['scenarios'])}; strategies: {', '.join(s['strategies'])}; "
+          f"seed {s['seed']}. Filled cases are preprocessed (brain mask, intensity scaling, "
+          "crop) from their present sequences only.")
+        w(f"- every number is in `{self.rel(self.files['results'])}` (long format, one value "
+          f"per row); settings, timings and notes in `{self.rel(self.files['settings'])}`")
+        timings = ", ".join(f"{k} {v:.0f} s" for k, v in ev.timings.items())
+        w(f"- time: {timings}")
+        for note in ev.notes:
+            w(f"- note: {note}")
+        for case_id, reason in ev.skipped:
+            w(f"- skipped case {case_id}: {reason}")
         w()
 
-    fid = results[results["metric"] == "fid"]
-    if not fid.empty:
+    def dice(self) -> None:
+        stats, w, files = self.stats, self.w, self.files
+        wilcoxon = stats.get("wilcoxon")
+        if wilcoxon is not None and not wilcoxon.empty:
+            w("## Does generated beat copy?")
+            w()
+            w("Paired two-sided Wilcoxon signed-rank test per scenario and region (Dice, paired "
+              "by case), generated versus copy; `Holm p` is adjusted over all scenario-region "
+              "tests, and a verdict needs Holm p < 0.05.")
+            if note := power_note(wilcoxon):
+                w()
+                w(f"**Too few cases for a verdict:** {note}")
+            w()
+            for line in verdict_lines(wilcoxon, [s.name for s in self.ev.scenarios]):
+                w(line)
+            w()
+        if "medians" in stats:
+            w("## Median Dice per scenario (Table 1 layout)")
+            w()
+            w(markdown_table(stats["medians"], index=True))
+            w()
+            w(f"File: `{self.rel(files['medians'])}`.")
+            w()
+        if "boxplots" in files:
+            w(f"![Dice box plots]({self.rel(files['boxplots'])})")
+            w()
+        if wilcoxon is not None and not wilcoxon.empty:
+            w("## Wilcoxon signed-rank, generated vs copy")
+            w()
+            w(markdown_table(wilcoxon))
+            w()
+        if "friedman" in stats and not stats["friedman"].empty:
+            w("## Friedman test across strategies, Dunn's post hoc")
+            w()
+            w(markdown_table(stats["friedman"]))
+            w()
+            if "dunn" in stats and not stats["dunn"].empty:
+                w("Dunn's test after Friedman, in the within-case form (strategies ranked "
+                  "within each case; z = (R_a - R_b) / sqrt(k(k+1)/(6n)) on the mean ranks), "
+                  "Bonferroni-adjusted within each scenario and region as in the paper:")
+                w()
+                w(markdown_table(stats["dunn"]))
+                w()
+
+    def copy_mapping(self, distribution) -> None:
+        ev, w = self.ev, self.w
+        if ev.correlations is not None:
+            clinical = ev.correlations.attrs.get("kind") == "clinical"
+            w("## Copy strategy: the mapping")
+            w()
+            if clinical:
+                w(f"From {ev.correlation_source}. Order of preference (higher is copied first):")
+            else:
+                w("Pearson's r between two sequences' voxels inside the brain mask, averaged "
+                  f"over cases, {ev.correlation_source}; never measured on the test cases. A "
+                  "missing sequence is replaced by the present sequence with the highest r:")
+            w()
+            w(markdown_table(ev.correlations, index=True))
+            w()
+            order = {m: [o for o in ev.correlations.loc[m].sort_values(ascending=False).index
+                         if o != m] for m in ev.sequences}
+            for m, others in order.items():
+                w(f"- {m}: copied from {' > '.join(others)} (first present one)")
+            w()
+        if distribution is not None:
+            w("## Random missing")
+            w()
+            w("Each case loses one of the 14 fixed missing sets, drawn uniformly "
+              f"(seed {ev.settings['seed']}); so it keeps at least one sequence and loses at "
+              "most three. What was drawn:")
+            w()
+            w(markdown_table(distribution))
+            w()
+
+    def fid(self) -> None:
+        results, w, files, stats = self.results, self.w, self.files, self.stats
+        fid = results[(results["metric"] == "fid") & (results["kind"] == "fid")]
+        if fid.empty:
+            return
         w("## FID per (source, target) pair")
         w()
         w("FID of slices generated from the source for the target sequence (cases of half A) "
-          "against real target slices (half B), next to the real-vs-real baseline "
-          "FID(real target of A, real target of B) on the diagonal. Equal set sizes make the "
-          "numbers comparable; with few slices FID is biased upwards, which the baseline "
-          "shows. `copy` rows compare the real source itself with the target.")
+          "against real target slices (half B); *real* compares the real source itself with "
+          "the real target (what copying it gives); the diagonal is the real-vs-real baseline "
+          "FID(real target of A, real target of B). Equal set sizes make the numbers "
+          "comparable; with few slices FID is biased upwards, which the baseline shows.")
         w()
-        for label in (MAIN, NO_LAM):
-            if ((fid["generator"] == label) & (fid["kind"] == "fid")).any():
-                w(f"**{GENERATOR_LABELS[label]}** (rows: source, columns: target):")
+        for label in ("real", NO_LAM, MAIN):
+            title = ("real source vs real target" if label == "real"
+                     else GENERATOR_LABELS[label])
+            has = ((fid["strategy"] == "copy").any() if label == "real"
+                   else (fid["generator"] == label).any())
+            if has:
+                w(f"**{title}** (rows: source, columns: target):")
                 w()
-                w(markdown_table(fid_matrix(fid[fid["kind"] == "fid"], label, ev.sequences),
-                                 digits=1, index=True))
+                w(markdown_table(fid_matrix(fid, label, self.ev.sequences), digits=1,
+                                 index=True))
                 w()
-        copy_rows = fid[(fid["strategy"] == "copy") & (fid["kind"] == "fid")]
-        if not copy_rows.empty:
-            w("Copy (real source vs real target): " + "; ".join(
-                f"{r.source}→{r.sequence} {r.value:.1f}" for r in copy_rows.itertuples()))
-            w()
         if "fid_heatmap" in files:
-            w(f"![FID heatmap]({rel(files['fid_heatmap'])})")
+            w(f"![FID heatmap]({self.rel(files['fid_heatmap'])})")
             w()
-    if not quality.empty:
-        w("## SSIM and PSNR of generated sequences")
-        w()
-        w("Against the real sequence of the same case, inside the brain mask, mean over cases:")
-        w()
-        w(markdown_table(quality))
-        w()
+        if "fid_friedman" in stats:
+            w("### FID statistics (the paper's Fig. 4 tests)")
+            w()
+            w("Blocks: the sequence pairs. Friedman across the groups, then Dunn's test in "
+              "the within-block form, Bonferroni-adjusted; `rank_sum_difference` is the "
+              "number GraphPad reports (negative: the first group has lower FID), `cohen_d` "
+              "uses the pooled SD, `cohen_dz` the SD of the paired differences.")
+            w()
+            w(markdown_table(stats["fid_friedman"]))
+            w()
+            if "fid_dunn" in stats:
+                w(markdown_table(stats["fid_dunn"]))
+                w()
 
-    cross = results[results["kind"] == CROSS]
-    if not cross.empty:
+    def image_quality(self, quality) -> None:
+        if quality.empty:
+            return
+        pairs = self.results[self.results["kind"] == "pairs"]
+        names = [n.upper() for n in dict.fromkeys(pairs["metric"])]
+        self.w(f"## {' and '.join([', '.join(names[:-1]), names[-1]] if len(names) > 1 else names)}"
+               " of generated sequences")
+        self.w()
+        self.w("Against the real sequence of the same case, inside the brain mask of the case "
+               "preprocessed from the source alone, mean over cases:")
+        self.w()
+        self.w(markdown_table(quality))
+        self.w()
+
+    def fidelity(self) -> None:
+        if "fidelity" not in self.stats:
+            return
+        self.w("## Image fidelity vs trivial baselines")
+        self.w()
+        self.w(FIDELITY_INTRO + f" File: `{self.rel(self.files['fidelity'])}`.")
+        self.w()
+        self.w(markdown_table(self.stats["fidelity"]))
+        self.w()
+
+    def metric_section(self, section: MetricSection) -> None:
+        self.w(f"## {section.title}")
+        self.w()
+        self.w(section.intro)
+        self.w()
+        for caption, table in section.tables:
+            if caption:
+                self.w(f"**{caption}**:")
+                self.w()
+            self.w(markdown_table(table, index=True))
+            self.w()
+        self.w(f"File: `{self.rel(section.file)}`.")
+        self.w()
+
+    def cross_center(self) -> None:
+        w = self.w
+        cross = self.results[self.results["kind"] == CROSS]
+        if cross.empty:
+            return
         w("## Cross-center")
         w()
         w("Each case of the local site is given to the segmenter with only its T2, read as "
@@ -532,22 +411,20 @@ def _markdown(ev, results, stats, distribution, quality, files, overlays, out: P
             what = "as acquired" if r.strategy == "copy" else "translated into the target"
             w(f"- FID of the local T2 {what} vs the target's real T2: {r.value:.1f}")
         w()
-    if "umap" in files:
-        w("## Sequence codes (UMAP)")
-        w()
-        w("Style codes of real and generated slices, encoded with the target domain's branch, "
-          "coloured by target domain, by real/generated and by source. Points in "
-          f"`{rel(files['umap_csv'])}`.")
-        w()
-        w(f"![UMAP]({rel(files['umap'])})")
-        w()
-    if overlays:
-        w("## Examples")
-        w()
-        w("NCR red, ED green, ET blue; for each case the scenario where generated and copy "
-          "differ most in WT Dice.")
-        w()
-        for path in overlays:
-            w(f"![{path.stem}]({rel(path)})")
-        w()
-    return buffer.getvalue()
+
+    def codes(self) -> None:
+        if "umap" not in self.files:
+            return
+        codes = self.ev.codes
+        counts = codes.groupby(["region", "kind"]).size()
+        text = ", ".join(f"{n} {kind} {region}" for (region, kind), n in counts.items())
+        self.w("## Sequence codes (UMAP)")
+        self.w()
+        self.w("Style codes of real and generated slices, encoded with the target domain's "
+               "branch (whole image, circles) and, for slices with tumour, of the lesion region "
+               "alone with E's lesion head k + N (triangles), as in the paper's Fig. 2d; "
+               f"coloured by target domain, real/generated, source and region ({text}). "
+               f"Points in `{self.rel(self.files['umap_csv'])}`.")
+        self.w()
+        self.w(f"![UMAP]({self.rel(self.files['umap'])})")
+        self.w()

@@ -1,13 +1,13 @@
 """Train a segmenter plugin on a site, load one, and predict a site's label maps.
 
-The segmenter's checkpoint folder (``model_card.json`` + ``model.safetensors``) names the
-plugin (``"segmenter"``) and the ``PreprocessConfig`` it was trained with (``"preprocess"``), so
-prediction and evaluation preprocess new cases exactly alike.
+The segmenter's checkpoint folder (``model_card.json`` and the plugin's own files, e.g.
+``model.safetensors``) names the plugin (``"segmenter"``) and the ``PreprocessConfig`` it was
+trained with (``"preprocessing"``), so prediction and evaluation preprocess new cases exactly
+alike. What a segmenter plugin must do is :class:`harmonix.interfaces.Segmenter`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,11 +16,20 @@ from typing import Any
 
 import numpy as np
 
+from harmonix.cards import CARD_FILE, portable_path, preprocessing_of
+from harmonix.checkpoints import read_card, resolve_checkpoint
+from harmonix.data.layouts import naming_for_labels
 from harmonix.errors import CheckpointError, InputError
+from harmonix.evaluate.strategies import (
+    CORRELATIONS_KEY,
+    MAX_CORRELATION_CASES,
+    correlations_record,
+    sequence_correlations,
+)
+from harmonix.fingerprint import RECORD_KEY, RECORD_VERSION, case_record
 from harmonix.interfaces import Segmenter
 from harmonix.io import atomic_write_json, atomic_write_nifti
 
-CARD_NAME = "model_card.json"
 DEFAULT_FIELD_OF_VIEW = (176, 176, 155)  # mm, harmonix's 1 mm crop
 
 
@@ -35,29 +44,14 @@ def default_preprocess(spacing: float = 1.0, size: int | None = None):
     return PreprocessConfig(spacing=spacing, crop_shape=(x, y, z))
 
 
-def read_card(path: str | Path) -> dict[str, Any]:
-    """A segmenter checkpoint folder's model card."""
-    path = Path(path)
-    file = path / CARD_NAME if path.is_dir() else path
-    try:
-        card = json.loads(file.read_text())
-    except FileNotFoundError:
-        raise InputError(file, "not found; pass a 'harmonix segment train' folder") from None
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(file, f"unreadable model card: {exc}") from None
-    if not isinstance(card, dict) or not isinstance(card.get("segmenter"), str):
-        raise CheckpointError(file, "not a segmenter model card (no 'segmenter')")
-    return card
-
-
 def load_segmenter(path: str | Path | Segmenter, device: str = "cpu") -> Segmenter:
     """The segmenter plugin named in the card, rebuilt from its checkpoint folder."""
     if isinstance(path, Segmenter):
         return path
     from harmonix.plugins import get_segmenter
 
-    card = read_card(path)
-    folder = Path(path) if Path(path).is_dir() else Path(path).parent
+    folder = resolve_checkpoint(path, "segmenter")
+    card = read_card(folder, "segmenter")
     return get_segmenter(card["segmenter"]).load(folder, device=device)
 
 
@@ -65,7 +59,7 @@ def segmenter_preprocess(segmenter: Segmenter):
     """The ``PreprocessConfig`` a segmenter was trained with (default config if unrecorded)."""
     from harmonix.data.preprocess import PreprocessConfig
 
-    spec = (getattr(segmenter, "card", None) or {}).get("preprocess")
+    spec = preprocessing_of(getattr(segmenter, "card", None))
     return PreprocessConfig.from_dict(spec) if spec else PreprocessConfig()
 
 
@@ -139,39 +133,71 @@ def train_segmenter(
     options: dict[str, Any] | None = None,
     checkpoint_every: int = 200,
     progress: bool = True,
+    on_skipped: Callable[[Path, str, str], None] | None = None,
 ) -> Path:
     """Train segmenter plugin ``segmenter`` on the complete labelled cases of the site(s)
-    ``data`` and checkpoint it into ``out``; returns ``out``.
+    ``data`` and checkpoint it into ``out``; returns ``out``. Each case left out is passed to
+    ``on_skipped(site, case, reason)`` before training starts.
 
     ``preprocess`` defaults to 1 mm (:func:`default_preprocess`); on ``resume`` the card's is
-    used. The site folders are recorded in the card (``training.data``) so that ``harmonix
-    evaluate`` measures the copy strategy's correlations on them.
+    used. The card records, under ``training``, the site folders' names (``data``; cards hold
+    no local path), each training case's id and input-file content hashes (``data_record``,
+    :mod:`harmonix.fingerprint`) and the sequences' correlations on the training cases
+    (``copy_correlations``): ``harmonix evaluate`` refuses test cases found in the record and
+    learns the copy mapping from them.
     """
     from harmonix.data.preprocess import PreprocessConfig
-    from harmonix.plugins import get_segmenter
+    from harmonix.plugins import build_segmenter
 
     out = Path(out)
     sites = [Path(d) for d in ([data] if isinstance(data, (str, Path)) else data)]
-    if resume and (out / CARD_NAME).exists():
-        card = read_card(out)
-        if preprocess is None and card.get("preprocess"):
-            preprocess = PreprocessConfig.from_dict(card["preprocess"])
+    if resume and (out / CARD_FILE).exists():
+        card = read_card(out, "segmenter")
+        if preprocess is None and card.get("preprocessing"):
+            preprocess = PreprocessConfig.from_dict(card["preprocessing"])
     config = preprocess or default_preprocess()
-    cases = []
+    previous = (read_card(out, "segmenter").get("training") or {}) if resume and (
+        out / CARD_FILE).exists() else {}
+    cases, used = [], []
     for site_dir in sites:
-        cases += prepare_site(site_dir, config, sequences=sequences).cases
-    model = get_segmenter(segmenter)(sequences, device=device, **(options or {}))
+        prepared = prepare_site(site_dir, config, sequences=sequences)
+        cases += prepared.cases
+        for case_id, reason in prepared.skipped if on_skipped else ():
+            on_skipped(site_dir, case_id, reason)
+        ids = {c.case_id for c in prepared.cases}
+        used += [case_record(c, prepared.site.root) for c in prepared.site.cases if c.id in ids]
+    model = build_segmenter(segmenter, sequences, device=device, **(options or {}))
     model.fit(cases, out, iters=iters, batch_size=batch_size, lr=lr, seed=seed, resume=resume,
               preprocess=config, checkpoint_every=checkpoint_every, progress=progress)
-    card = read_card(out)
-    card.setdefault("training", {})["data"] = [str(s.resolve()) for s in sites]
-    atomic_write_json(out / CARD_NAME, card)
+    if not (out / CARD_FILE).is_file():
+        raise CheckpointError(out, f"segmenter '{segmenter}' wrote no {CARD_FILE} (its fit must; "
+                                   "see harmonix.interfaces.Segmenter)")
+    card = read_card(out, "segmenter")
+    training = card.setdefault("training", {})
+    training["data"] = [portable_path(s.resolve()) for s in sites]  # names: cards travel
+    # for the evaluation: the cases trained on (never to be tested on) and the copy strategy's
+    # correlations, learned here rather than on test cases
+    training[RECORD_KEY] = _merge_records(previous.get(RECORD_KEY), used)
+    table = sequence_correlations(cases[:MAX_CORRELATION_CASES], sequences)
+    training[CORRELATIONS_KEY] = correlations_record(table)
+    atomic_write_json(out / CARD_FILE, card)
     return out
+
+
+def _merge_records(previous, cases: list[dict[str, Any]]) -> dict[str, Any]:
+    """A training record of ``cases`` plus those of an earlier run that was resumed."""
+    merged, seen = [], set()
+    for case in [*((previous or {}).get("cases") or []), *cases]:
+        key = (case.get("id"), tuple(sorted((case.get("files") or {}).items())))
+        if key not in seen:
+            seen.add(key)
+            merged.append(case)
+    return {"version": RECORD_VERSION, "cases": merged}
 
 
 def label_file_name(case_id: str, convention: str) -> str:
     """``CASE_seg.nii.gz`` (BraTS 2019) or ``CASE-seg.nii.gz`` (BraTS 2023 convention)."""
-    return f"{case_id}-seg.nii.gz" if convention == "brats2023" else f"{case_id}_seg.nii.gz"
+    return naming_for_labels(convention).file_name(case_id, "seg")
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,11 @@
 * :func:`wilcoxon_table` — Wilcoxon signed-rank test, paired by case, ``generated`` versus
   ``copy`` per scenario and region, with Holm-adjusted p-values and a plain-words verdict.
 * :func:`friedman_table` / :func:`dunn_table` — Friedman test across strategies (cases are the
-  blocks) and Dunn's post hoc test between every pair of strategies, per scenario and region.
+  blocks) and Dunn's post hoc test between every pair of strategies, per scenario and region,
+  in the within-case (blocked) form that belongs to Friedman's test (:func:`dunn_blocked`),
+  Bonferroni-adjusted as in the paper;
+* :func:`block_statistics` — the same tests and Cohen's d on any blocks x groups table (the
+  FID per sequence pair: pairs are the blocks).
 
 Only cases that have a value for every strategy compared are used (complete blocks). For the
 Friedman test every strategy must appear in every scenario: repeat the ``complete`` rows
@@ -14,12 +18,13 @@ Friedman test every strategy must appear in every scenario: repeat the ``complet
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
-import scikit_posthocs as sp
-from scipy.stats import friedmanchisquare, wilcoxon
+from scipy.stats import friedmanchisquare, norm, wilcoxon
 
 KEYS = ("case", "scenario", "strategy", "region")
 REGION_ORDER = ("WT", "TC", "ET")
@@ -163,6 +168,96 @@ def _verdict(direction, p, a, b, alpha, higher_is_better) -> str:
 
 
 # -- Friedman + Dunn ---------------------------------------------------------------------------
+def block_ranks(wide: pd.DataFrame) -> pd.DataFrame:
+    """Ranks within each block (row) of a blocks x groups table, ties averaged (rank 1: lowest)."""
+    return wide.rank(axis=1, method="average")
+
+
+def friedman_blocked(wide: pd.DataFrame) -> tuple[float, float]:
+    """Friedman's chi-square and p-value of a blocks x groups table (scipy's, tie-corrected);
+    ``(0, 1)`` when every block scores all groups alike."""
+    values = wide.to_numpy(np.float64)
+    if np.all(values == values[:, :1]):
+        return 0.0, 1.0
+    result = friedmanchisquare(*(values[:, j] for j in range(values.shape[1])))
+    return float(result.statistic), float(result.pvalue)
+
+
+def dunn_blocked(wide: pd.DataFrame, p_adjust: str | None = "bonferroni") -> pd.DataFrame:
+    """Dunn's post hoc test after Friedman, in the within-block form (as GraphPad Prism does).
+
+    Values are ranked within each block (row); for groups i and j with mean ranks R_i and R_j
+    over the n blocks, ``z = (R_i - R_j) / sqrt(k (k + 1) / (6 n))`` (k groups) and the two-sided
+    p-value is ``2 (1 - Phi(|z|))``, adjusted over the k (k - 1) / 2 pairs (``p_adjust``:
+    "bonferroni", "holm" or None). ``rank_sum_difference`` (n (R_i - R_j)) is the number
+    GraphPad reports. Unlike the pooled (Kruskal-Wallis) form, this respects the pairing.
+    """
+    names = list(wide.columns)
+    n, k = wide.shape
+    ranks = block_ranks(wide).mean(axis=0) if n else pd.Series(np.nan, index=names)
+    se = math.sqrt(k * (k + 1) / (6.0 * n)) if n else np.nan
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+    rows = []
+    for a, b in pairs:
+        difference = float(ranks[a] - ranks[b])
+        z = difference / se if n else np.nan
+        rows.append(dict(group_a=a, group_b=b, mean_rank_a=float(ranks[a]),
+                         mean_rank_b=float(ranks[b]), rank_sum_difference=difference * n,
+                         z=z, p_unadjusted=float(2.0 * norm.sf(abs(z))) if n else np.nan))
+    table = pd.DataFrame(rows, columns=["group_a", "group_b", "mean_rank_a", "mean_rank_b",
+                                        "rank_sum_difference", "z", "p_unadjusted"])
+    table["p_value"] = adjust_pvalues(table["p_unadjusted"].to_numpy(), p_adjust)
+    return table
+
+
+def cohens_d(a: Sequence[float], b: Sequence[float]) -> float:
+    """Cohen's d of ``a`` against ``b``: (mean a - mean b) / sqrt((var a + var b) / 2), the
+    sample variances (ddof 1); NaN when both are constant."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    pooled = math.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2.0)
+    return float((a.mean() - b.mean()) / pooled) if pooled > 0 else float("nan")
+
+
+def cohens_dz(a: Sequence[float], b: Sequence[float]) -> float:
+    """Paired Cohen's d_z: mean of ``a - b`` over its standard deviation (ddof 1)."""
+    diff = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    sd = diff.std(ddof=1)
+    return float(diff.mean() / sd) if sd > 0 else float("nan")
+
+
+def block_statistics(
+    wide: pd.DataFrame, p_adjust: str | None = "bonferroni"
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Friedman across the groups (columns) of a blocks x groups table, then Dunn (within-block)
+    with Cohen's d (pooled) and d_z (paired) per pair; incomplete blocks are dropped.
+
+    Returns ``({"n", "k", "statistic", "p_value", "note"}, pairs table)``; Friedman needs 3
+    groups and 2 blocks (else p = NaN and a note); the pairs table needs 2 blocks.
+    """
+    wide = wide.dropna()
+    n, k = wide.shape
+    friedman = dict(n=n, k=k, statistic=np.nan, p_value=np.nan, note="")
+    if k < 3 or n < 2:
+        friedman["note"] = "Friedman needs at least 3 groups and 2 complete blocks"
+    else:
+        friedman["statistic"], friedman["p_value"] = friedman_blocked(wide)
+    if n < 2 or k < 2:
+        return friedman, pd.DataFrame()
+    pairs = dunn_blocked(wide, p_adjust)
+    pairs["mean_difference"] = [float(wide[a].mean() - wide[b].mean())
+                                for a, b in zip(pairs.group_a, pairs.group_b, strict=True)]
+    pairs["cohen_d"] = [cohens_d(wide[a], wide[b])
+                        for a, b in zip(pairs.group_a, pairs.group_b, strict=True)]
+    pairs["cohen_dz"] = [cohens_dz(wide[a], wide[b])
+                         for a, b in zip(pairs.group_a, pairs.group_b, strict=True)]
+    return friedman, pairs
+
+
+def _strategy_names(group: pd.DataFrame, strategies: Sequence[str] | None) -> list[str]:
+    names = _order(group["strategy"], strategies)
+    return [s for s in names if strategies is None or s in strategies]
+
+
 def friedman_table(
     df: pd.DataFrame, *, value: str = "dice", strategies: Sequence[str] | None = None
 ) -> pd.DataFrame:
@@ -174,22 +269,23 @@ def friedman_table(
     check_long(df, value)
     rows = []
     for scenario, region, group in _groups(df):
-        names = _order(group["strategy"], strategies)
-        if strategies is not None:
-            names = [s for s in names if s in strategies]
+        names = _strategy_names(group, strategies)
         wide = _blocks(group, names, value)
         row = dict(scenario=scenario, region=region, n=len(wide), k=len(names),
                    statistic=np.nan, p_value=np.nan, note="")
         if len(names) < 3 or len(wide) < 2:
             row["note"] = "needs at least 3 strategies and 2 complete cases"
-        elif np.all(wide.to_numpy() == wide.to_numpy()[:, :1]):
-            row.update(statistic=0.0, p_value=1.0, note="no differences between strategies")
         else:
-            result = friedmanchisquare(*(wide[s].to_numpy() for s in names))
-            row.update(statistic=float(result.statistic), p_value=float(result.pvalue))
+            row["statistic"], row["p_value"] = friedman_blocked(wide)
+            if row["statistic"] == 0.0 and row["p_value"] == 1.0:
+                row["note"] = "no differences between strategies"
         rows.append(row)
     return pd.DataFrame(rows, columns=["scenario", "region", "n", "k", "statistic", "p_value",
                                        "note"])
+
+
+DUNN_COLUMNS = ["scenario", "region", "strategy_a", "strategy_b", "n", "mean_rank_a",
+                "mean_rank_b", "z", "p_unadjusted", "p_value"]
 
 
 def dunn_table(
@@ -197,45 +293,48 @@ def dunn_table(
     *,
     value: str = "dice",
     strategies: Sequence[str] | None = None,
-    p_adjust: str = "holm",
+    p_adjust: str | None = "bonferroni",
 ) -> pd.DataFrame:
-    """Dunn's post hoc test (scikit-posthocs) between every pair of strategies.
-
-    One row per (scenario, region, strategy_a, strategy_b) with the p-value adjusted within the
-    group (``p_adjust``: "holm", "bonferroni" or None). Dunn's test ranks the pooled values, as
-    in the paper; it uses the Friedman test's complete cases.
+    """Dunn's post hoc test between every pair of strategies after the Friedman test, in the
+    within-case form (:func:`dunn_blocked`): one row per (scenario, region, strategy_a,
+    strategy_b), p adjusted within the group (``p_adjust``: "bonferroni" as in the paper,
+    "holm" or None). Uses the Friedman test's complete cases.
     """
     check_long(df, value)
     rows = []
     for scenario, region, group in _groups(df):
-        names = _order(group["strategy"], strategies)
-        if strategies is not None:
-            names = [s for s in names if s in strategies]
+        names = _strategy_names(group, strategies)
         wide = _blocks(group, names, value)
         if len(names) < 2 or len(wide) < 2:
             continue
-        pairs = [(x, y) for i, x in enumerate(names) for y in names[i + 1:]]
-        values = wide.to_numpy()
-        if np.all(values == values.flat[0]):
-            p = np.ones(len(pairs))
-        else:
-            long = wide.melt(var_name="strategy", value_name=value)
-            matrix = sp.posthoc_dunn(long, val_col=value, group_col="strategy")
-            p = adjust_pvalues(np.array([matrix.loc[x, y] for x, y in pairs]), p_adjust)
-        for (first, second), p_value in zip(pairs, p, strict=True):
-            rows.append(dict(scenario=scenario, region=region, strategy_a=first,
-                             strategy_b=second, p_value=float(p_value)))
-    return pd.DataFrame(rows, columns=["scenario", "region", "strategy_a", "strategy_b",
-                                       "p_value"])
+        pairs = dunn_blocked(wide, p_adjust)
+        for pair in pairs.itertuples(index=False):
+            rows.append(dict(scenario=scenario, region=region, strategy_a=pair.group_a,
+                             strategy_b=pair.group_b, n=len(wide), mean_rank_a=pair.mean_rank_a,
+                             mean_rank_b=pair.mean_rank_b, z=pair.z,
+                             p_unadjusted=pair.p_unadjusted, p_value=float(pair.p_value)))
+    return pd.DataFrame(rows, columns=DUNN_COLUMNS)
 
 
 def all_statistics(
-    df: pd.DataFrame, *, value: str = "dice", a: str = "generated", b: str = "copy"
+    df: pd.DataFrame,
+    *,
+    value: str = "dice",
+    a: str = "generated",
+    b: str = "copy",
+    strategies: Sequence[str] | None = None,
+    regions: Sequence[str] | None = None,
+    scenarios: Sequence[str] | None = None,
+    p_adjust: str | None = "bonferroni",
 ) -> dict[str, pd.DataFrame]:
-    """Every table above: ``{"medians", "wilcoxon", "friedman", "dunn"}``."""
-    return dict(
-        medians=median_table(df, value=value),
-        wilcoxon=wilcoxon_table(df, a=a, b=b, value=value),
-        friedman=friedman_table(df, value=value),
-        dunn=dunn_table(df, value=value),
-    )
+    """Every table above: ``{"medians", "wilcoxon", "friedman", "dunn"}`` (``wilcoxon`` only
+    when both ``a`` and ``b`` occur). ``strategies``, ``regions`` and ``scenarios`` order the
+    medians; ``p_adjust`` is Dunn's adjustment."""
+    check_long(df, value)
+    out = {"medians": median_table(df, value=value, strategies=strategies, regions=regions,
+                                   scenarios=scenarios)}
+    if {a, b} <= set(df["strategy"]):
+        out["wilcoxon"] = wilcoxon_table(df, a=a, b=b, value=value)
+    out["friedman"] = friedman_table(df, value=value)
+    out["dunn"] = dunn_table(df, value=value, p_adjust=p_adjust)
+    return out

@@ -3,15 +3,18 @@
 * **complete**: all real sequences (the upper bound; needs no filling);
 * **copy**: each missing sequence replaced by the present one that correlates best with it.
   Correlations are Pearson's r between two sequences' voxels inside a case's brain mask,
-  averaged over cases (:func:`sequence_correlations`);
-* **generated**: harmonix fills them (:func:`harmonix.harmonize.fill_missing`, the source
+  averaged over *training* cases (:func:`sequence_correlations`), or the fixed clinical
+  mapping (:mod:`harmonix.evaluate.provenance`); never measured on the test cases;
+* **generated**: harmonix fills them (:func:`harmonix.translate.fill_missing`, the source
   chosen by ``defaults.source_priority`` as ``harmonix harmonize`` does), each (case, sequence,
-  source) generated once and reused by every scenario that needs it (:class:`GeneratedFiller`).
+  source, source volume) generated once and reused by every scenario that needs it
+  (:class:`GeneratedFiller`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -52,6 +55,31 @@ def sequence_correlations(cases: Iterable, sequences: Sequence[str]) -> pd.DataF
     table = pd.DataFrame(total / n, index=list(sequences), columns=list(sequences))
     table.index.name = "sequence"
     table.attrs["cases"] = n
+    return table
+
+
+#: where a model card records the correlations of its training cases (``training`` of a
+#: segmenter card, ``data`` of a generator card), and how many cases they are measured on
+CORRELATIONS_KEY = "copy_correlations"
+MAX_CORRELATION_CASES = 20
+
+
+def correlations_record(table: pd.DataFrame) -> dict:
+    """A correlation table as JSON for a model card."""
+    return {"sequences": list(table.index), "r": np.asarray(table, float).tolist(),
+            "cases": int(table.attrs.get("cases", 0))}
+
+
+def correlations_from_record(record, sequences: Sequence[str]) -> pd.DataFrame | None:
+    """The table of :func:`correlations_record` restricted to ``sequences`` (None if it lacks
+    one of them)."""
+    names = list(record.get("sequences") or [])
+    if not set(sequences) <= set(names):
+        return None
+    table = pd.DataFrame(record["r"], index=names, columns=names).loc[list(sequences),
+                                                                      list(sequences)]
+    table.index.name = "sequence"
+    table.attrs["cases"] = int(record.get("cases", 0))
     return table
 
 
@@ -98,7 +126,7 @@ class GeneratedFiller:
         self.center = center or target.center
         self.batch_size = batch_size
         self.seed = seed
-        self._cache: dict[tuple[str, str, str], np.ndarray] = {}
+        self._cache: dict[tuple[str, str, str, str], np.ndarray] = {}
 
     def check(self) -> None:
         """Raise ``ValueError`` unless the generator knows every target domain."""
@@ -109,7 +137,7 @@ class GeneratedFiller:
 
     def plan(self, present: Sequence[str]) -> dict[str, str]:
         """``{missing sequence: source sequence}`` as ``fill_missing`` would choose."""
-        from harmonix.harmonize import plan_translations
+        from harmonix.translate import plan_translations
 
         fills, _, errors = plan_translations(
             present, self.target, self.generator.domains, center=self.center
@@ -119,10 +147,13 @@ class GeneratedFiller:
         return {t.sequence: t.source for t in fills}
 
     def volume(self, prepared, sequence: str, source: str) -> np.ndarray:
-        """``sequence`` generated from ``source`` of ``prepared`` (cached)."""
-        from harmonix.harmonize import fill_missing
+        """``sequence`` generated from ``source`` of ``prepared`` (cached by the content of the
+        source volume and brain mask: preparations from other present sets share it only when
+        they are identical)."""
+        from harmonix.translate import fill_missing
 
-        key = (prepared.case_id, sequence, source)
+        key = (prepared.case_id, sequence, source, _digest(prepared.volumes[source],
+                                                           prepared.brain_mask))
         if key not in self._cache:
             one = dataclasses.replace(self.target, sequences=(sequence,))
             made = fill_missing(
@@ -135,7 +166,7 @@ class GeneratedFiller:
     def slices(self, prepared, sequence: str, source: str, ks: Sequence[int]) -> np.ndarray:
         """Only axial slices ``ks`` of ``sequence`` generated from ``source``, ``(len(ks), X, Y)``
         (what FID needs; not cached)."""
-        from harmonix.harmonize import fill_missing
+        from harmonix.translate import fill_missing
 
         mask = np.zeros_like(prepared.brain_mask)
         mask[:, :, ks] = prepared.brain_mask[:, :, ks]
@@ -158,3 +189,12 @@ class GeneratedFiller:
         """Drop a case's cached volumes (the evaluation goes case by case)."""
         for key in [k for k in self._cache if k[0] == case_id]:
             del self._cache[key]
+
+
+def _digest(*arrays: np.ndarray) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(str((array.shape, array.dtype.str)).encode())
+        digest.update(array.data)
+    return digest.hexdigest()

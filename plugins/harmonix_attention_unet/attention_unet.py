@@ -1,6 +1,6 @@
 """Attention U-Net (Oktay et al. 2018) with AdaIN style injection in the decoder.
 
-Layout for the default preset at 176x176::
+Layout for the ``fast`` preset at 176x176 (``paper``: five levels, 64 to 768 channels)::
 
     res block          176x176  32  --skip (gated)----------------------+
     res block, /2       88x88   64  --skip (gated)------------------+   |
@@ -26,12 +26,16 @@ import torch.nn.functional as F
 from monai.networks.blocks import UnetResBlock
 from torch import nn
 
+from harmonix.backbones import from_preset
 from harmonix.interfaces import Backbone
 from harmonix.nn import AdaIN, downsample_factor
 
 #: Named configurations; explicit options override the chosen preset.
 PRESETS: dict[str, dict[str, Any]] = {
-    "default": dict(channels=(32, 64, 128, 256)),
+    # ~26 M parameters, as the paper's Swin-T sized Swin-Unet; 176 = 11 x 2**4
+    "paper": dict(channels=(64, 128, 256, 512, 768)),
+    "fast": dict(channels=(32, 64, 128, 256)),
+    "small": dict(channels=(16, 32, 64, 128)),
     "tiny": dict(channels=(8, 16, 32)),
 }
 
@@ -142,14 +146,9 @@ def build_attention_unet(
     out_channels: int = 1,
     style_dim: int = 64,
     img_size: int = 176,
-    preset: str = "default",
+    preset: str = "fast",
     **options: Any,
 ) -> AttentionUnet:
-    """The ``attention-unet`` factory: a preset (``"default"``, ``"tiny"``) under ``options``."""
-    if preset not in PRESETS:
-        raise ValueError(
-            f"unknown attention-unet preset '{preset}'; presets are {', '.join(PRESETS)}"
-        )
-    return AttentionUnet(
-        in_channels, out_channels, style_dim, img_size, **{**PRESETS[preset], **options}
-    )
+    """The ``attention-unet`` factory: a preset (paper, fast, small, tiny) under ``options``."""
+    return from_preset("attention-unet", AttentionUnet, PRESETS, preset, options,
+                       in_channels, out_channels, style_dim, img_size)

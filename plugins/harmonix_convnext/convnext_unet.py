@@ -1,6 +1,6 @@
 """ConvNeXt-Unet: a U-Net whose encoder stages are timm ConvNeXt stages, with an AdaIN decoder.
 
-Layout for the default preset at 176x176::
+Layout for the ``fast`` preset at 176x176 (``paper`` has ConvNeXt-T's widths 96-768)::
 
     stem conv 3x3          176x176  32  --skip-------------------------------+
     ConvNeXt stage (/2)     88x88   32  --skip---------------------------+   |
@@ -24,12 +24,17 @@ from timm.layers import LayerNorm, LayerNorm2d
 from timm.models.convnext import ConvNeXtStage
 from torch import nn
 
+from harmonix.backbones import from_preset
 from harmonix.interfaces import Backbone
 from harmonix.nn import AdaIN, downsample_factor
 
 #: Named configurations; explicit options override the chosen preset.
 PRESETS: dict[str, dict[str, Any]] = {
-    "default": dict(dims=(32, 64, 128, 256), depths=(1, 1, 2, 2), decoder_depth=1),
+    # ConvNeXt-T's encoder (widths 96-768, depths 3-3-9-3): ~32 M parameters, near the paper's
+    # Swin-T sized Swin-Unet
+    "paper": dict(dims=(96, 192, 384, 768), depths=(3, 3, 9, 3), decoder_depth=1),
+    "fast": dict(dims=(32, 64, 128, 256), depths=(1, 1, 2, 2), decoder_depth=1),
+    "small": dict(dims=(16, 32, 64, 128), depths=(1, 1, 1, 1), decoder_depth=1),
     "tiny": dict(dims=(8, 16), depths=(1, 1), decoder_depth=1),
 }
 
@@ -131,12 +136,9 @@ def build_convnext_unet(
     out_channels: int = 1,
     style_dim: int = 64,
     img_size: int = 176,
-    preset: str = "default",
+    preset: str = "fast",
     **options: Any,
 ) -> ConvNeXtUnet:
-    """The ``convnext`` factory: a preset (``"default"`` or ``"tiny"``) with ``options`` over it."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown convnext preset '{preset}'; presets are {', '.join(PRESETS)}")
-    return ConvNeXtUnet(
-        in_channels, out_channels, style_dim, img_size, **{**PRESETS[preset], **options}
-    )
+    """The ``convnext`` factory: a preset (paper, fast, small, tiny) with ``options`` over it."""
+    return from_preset("convnext", ConvNeXtUnet, PRESETS, preset, options,
+                       in_channels, out_channels, style_dim, img_size)

@@ -26,15 +26,17 @@ from unittest import mock
 
 import numpy as np
 import torch
-from pytorch_fid import inception as pf_inception
-from pytorch_fid.fid_score import calculate_frechet_distance
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torchvision.models.inception import BasicConv2d
 
 from harmonix.errors import PluginError
-from harmonix.interfaces import Metric
+from harmonix.extras import require
+from harmonix.interfaces import ImageSetMetric
 from harmonix.io import atomic_path, file_digest
+
+pf_inception = require("pytorch_fid.inception", "FID")  # the evaluate extra
+calculate_frechet_distance = require("pytorch_fid.fid_score", "FID").calculate_frechet_distance
 
 CACHE_ENV = "HARMONIX_CACHE"
 CACHE_FILE = "fid_inception.safetensors"
@@ -228,7 +230,7 @@ def fid_between(
     )
 
 
-class FIDMetric(Metric):
+class FIDMetric(ImageSetMetric):
     """FID between a set of generated slices and a set of real ones (lower is better)."""
 
     name: ClassVar[str] = "fid"
@@ -238,8 +240,8 @@ class FIDMetric(Metric):
         self.device = device
         self.batch_size = batch_size
 
-    def compute(self, prediction: np.ndarray, reference: np.ndarray) -> float:
-        return fid_between(prediction, reference, self.device, self.batch_size)
+    def compute(self, slices_a: np.ndarray, slices_b: np.ndarray) -> float:
+        return fid_between(slices_a, slices_b, self.device, self.batch_size)
 
     def features(self, slices: np.ndarray | torch.Tensor) -> np.ndarray:
         """(N, 2048) Inception features of 0..255 slices, to reuse across comparisons."""

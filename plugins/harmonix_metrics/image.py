@@ -18,7 +18,7 @@ from typing import ClassVar
 import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from harmonix.interfaces import Metric
+from harmonix.interfaces import ImageMetric
 
 DATA_RANGE = 255.0
 WIN_SIZE = 7
@@ -63,7 +63,7 @@ def ssim(prediction: np.ndarray, reference: np.ndarray, mask: np.ndarray | None 
     return float(ssim_map[inside].mean())
 
 
-class SSIMMetric(Metric):
+class SSIMMetric(ImageMetric):
     """Structural similarity of a generated image with the real one (higher is better)."""
 
     name: ClassVar[str] = "ssim"
@@ -75,7 +75,7 @@ class SSIMMetric(Metric):
         return ssim(prediction, reference, mask)
 
 
-class PSNRMetric(Metric):
+class PSNRMetric(ImageMetric):
     """Peak signal-to-noise ratio (dB) of a generated image with the real one."""
 
     name: ClassVar[str] = "psnr"

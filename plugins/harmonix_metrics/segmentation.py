@@ -17,7 +17,7 @@ from typing import ClassVar
 import numpy as np
 
 from harmonix.data.labels import region_masks
-from harmonix.interfaces import Metric
+from harmonix.interfaces import SegmentationMetric
 from harmonix.registry import Registry
 
 Spacing = float | Sequence[float]
@@ -86,26 +86,30 @@ def hd95_scores(
     return {region: hd95(p, r, spacing) for region, (p, r) in pairs.items()}
 
 
-class DiceMetric(Metric):
+class DiceMetric(SegmentationMetric):
     """Dice per region (WT, TC, ET) of a predicted against a reference canonical label map."""
 
     name: ClassVar[str] = "dice"
     higher_is_better: ClassVar[bool] = True
 
-    def compute(self, prediction: np.ndarray, reference: np.ndarray) -> dict[str, float]:
-        return dice_scores(prediction, reference)
+    def compute(
+        self, prediction: np.ndarray, truth: np.ndarray, *, spacing: Spacing = 1.0
+    ) -> dict[str, float]:
+        return dice_scores(prediction, truth)  # counts voxels: the spacing does not matter
 
 
-class HD95Metric(Metric):
-    """HD95 in mm per region; ``spacing`` is the voxel size (1 mm on the preprocessed grid)."""
+class HD95Metric(SegmentationMetric):
+    """HD95 in mm per region; ``spacing`` is the voxel size (1 mm on the preprocessed grid).
+    Slow, so ``harmonix evaluate`` runs it only when asked (``--hd95`` or ``--metric hd95``)."""
 
     name: ClassVar[str] = "hd95"
     higher_is_better: ClassVar[bool] = False
+    by_default: ClassVar[bool] = False
 
     def __init__(self, spacing: Spacing = 1.0):
         self.spacing = spacing
 
     def compute(
-        self, prediction: np.ndarray, reference: np.ndarray, *, spacing: Spacing | None = None
+        self, prediction: np.ndarray, truth: np.ndarray, *, spacing: Spacing | None = None
     ) -> dict[str, float]:
-        return hd95_scores(prediction, reference, self.spacing if spacing is None else spacing)
+        return hd95_scores(prediction, truth, self.spacing if spacing is None else spacing)

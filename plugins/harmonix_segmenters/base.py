@@ -3,7 +3,7 @@
 A checkpoint directory holds
 
 * ``model.safetensors``: the network weights;
-* ``model_card.json``: ``{"segmenter", "sequences", "options", "preprocess", "iteration", ...}``,
+* ``model_card.json``: ``{"segmenter", "sequences", "options", "preprocessing", "iteration", ...}``,
   enough to rebuild the network (:meth:`TorchSegmenter.load`) and preprocess new cases alike;
 * ``training_state.pt``: the optimizer state for ``resume`` (``torch.load(weights_only=True)``).
 """
@@ -21,12 +21,12 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from monai.transforms import NormalizeIntensity
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
+from harmonix.cards import CARD_FILE
+from harmonix.checkpoints import read_card, save_weights
 from harmonix.errors import CheckpointError
-from harmonix.evaluate.segmentation import CARD_NAME
-from harmonix.evaluate.segmentation import read_card as read_segmenter_card
 from harmonix.interfaces import Segmenter
 from harmonix.io import atomic_write_json, atomic_write_with
 from harmonix.progress import progress_task
@@ -237,20 +237,20 @@ class TorchSegmenter(Segmenter):
         data = training_cases(cases, self.sequences)
         optimizer = torch.optim.Adam(self.network.parameters(), lr=lr, weight_decay=weight_decay)
         start = 0
-        if (out_dir / CARD_NAME).exists():
+        if (out_dir / CARD_FILE).exists():
             if not resume:
                 raise CheckpointError(out_dir, "already holds a segmenter checkpoint; resume it "
                                                "or choose a new folder")
             start = self._restore_training(out_dir, optimizer)
-            if preprocess is not None and _as_dict(preprocess) != self.card.get("preprocess"):
-                raise CheckpointError(out_dir / CARD_NAME, "cannot resume: the checkpoint was "
-                                      f"trained with preprocessing {self.card.get('preprocess')}")
-            preprocess = preprocess or self.card.get("preprocess")
+            if preprocess is not None and _as_dict(preprocess) != self.card.get("preprocessing"):
+                raise CheckpointError(out_dir / CARD_FILE, "cannot resume: the checkpoint was "
+                                      f"trained with {self.card.get('preprocessing')}")
+            preprocess = preprocess or self.card.get("preprocessing")
         self.card = {
             "segmenter": self.name,
             "sequences": list(self.sequences),
             "options": dataclasses.asdict(self.options),
-            "preprocess": _as_dict(preprocess),
+            "preprocessing": _as_dict(preprocess),
             "iteration": start,
             "iters": iters,
             "seconds": self.card.get("seconds", 0.0) if start else 0.0,
@@ -298,19 +298,19 @@ class TorchSegmenter(Segmenter):
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         weights = {k: v.detach().cpu().contiguous() for k, v in self.network.state_dict().items()}
-        atomic_write_with(out_dir / WEIGHTS_NAME, lambda tmp: save_file(weights, str(tmp)))
+        save_weights(out_dir / WEIGHTS_NAME, weights)  # 0644, like the generator's
         if optimizer is not None:
             atomic_write_with(out_dir / STATE_NAME,
                               lambda tmp: torch.save({"optimizer": optimizer.state_dict()}, tmp))
-        atomic_write_json(out_dir / CARD_NAME, {**self.card, "harmonix_version": __version__})
+        atomic_write_json(out_dir / CARD_FILE, {**self.card, "harmonix_version": __version__})
 
     def _restore_training(self, out_dir: Path, optimizer: torch.optim.Optimizer) -> int:
-        card = read_card(out_dir)
+        card = read_card(out_dir, "segmenter")
         mine = {"segmenter": self.name, "sequences": list(self.sequences),
                 "options": json.loads(json.dumps(dataclasses.asdict(self.options)))}
         for key, value in mine.items():
             if card.get(key) != value:
-                raise CheckpointError(out_dir / CARD_NAME, f"cannot resume: {key} is "
+                raise CheckpointError(out_dir / CARD_FILE, f"cannot resume: {key} is "
                                       f"{card.get(key)!r} there, {value!r} here")
         self._load_weights(out_dir)
         try:
@@ -334,9 +334,9 @@ class TorchSegmenter(Segmenter):
         """Rebuild a fitted segmenter from its checkpoint directory (or its model card)."""
         path = Path(path)
         path = path.parent if path.is_file() else path
-        card = read_card(path)
+        card = read_card(path, "segmenter")
         if card.get("segmenter") != cls.name:
-            raise CheckpointError(path / CARD_NAME, f"a '{card.get('segmenter')}' checkpoint, "
+            raise CheckpointError(path / CARD_FILE, f"a '{card.get('segmenter')}' checkpoint, "
                                                     f"not '{cls.name}'")
         options = {k: tuple(v) if isinstance(v, list) else v
                    for k, v in card.get("options", {}).items()}
@@ -345,14 +345,6 @@ class TorchSegmenter(Segmenter):
         segmenter.network.eval()
         segmenter.card = card
         return segmenter
-
-
-def read_card(path: Path) -> dict[str, Any]:
-    """The ``model_card.json`` of a segmenter checkpoint directory."""
-    card = read_segmenter_card(path)
-    if "sequences" not in card:
-        raise CheckpointError(Path(path) / CARD_NAME, "not a segmenter model card (no sequences)")
-    return card
 
 
 def _as_dict(config: Any) -> dict[str, Any] | None:

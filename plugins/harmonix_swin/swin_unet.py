@@ -1,6 +1,7 @@
 """Swin-Unet (Cao et al. 2021) with AdaIN style injection in the decoder, built from timm blocks.
 
-Layout for the default preset at 176x176 (patch 4, window 11)::
+Layout for the ``fast`` preset at 176x176 (patch 4, window 11; ``paper`` has a fourth level,
+Swin-T's widths and patches of 2, so that its windows of 11 tile 88, 44, 22 and 11)::
 
     patch embed 176 -> 44x44 tokens, C
     encoder  44x44 C   --skip--------------------------------+
@@ -27,13 +28,25 @@ from timm.layers import PatchEmbed
 from timm.models.swin_transformer import SwinTransformerBlock, SwinTransformerStage
 from torch import nn
 
+from harmonix.backbones import from_preset
 from harmonix.interfaces import Backbone
 from harmonix.nn import AdaIN, downsample_factor
 
 #: Named configurations; explicit options override the chosen preset.
 PRESETS: dict[str, dict[str, Any]] = {
-    # the paper-scale model: 176 -> 44x44 tokens, windows of 11 tile 44, 22 and 11 exactly
-    "default": dict(
+    # paper-scale, Swin-T sized as Cao et al.'s Swin-Unet (width 96, depths 2-2-2-2, heads
+    # 3-6-12-24, ~27 M parameters). Four levels at 176 need patches of 2 (patches of 4 would
+    # give 44 -> 22 -> 11 -> 5.5 tokens): 88, 44, 22 and 11 tokens, tiled by windows of 11
+    "paper": dict(
+        patch_size=2,
+        embed_dim=96,
+        depths=(2, 2, 2, 2),
+        num_heads=(3, 6, 12, 24),
+        window_size=11,
+        mlp_ratio=4.0,
+    ),
+    # 8x fewer parameters: 176 -> 44x44 tokens, windows of 11 tile 44, 22 and 11 exactly
+    "fast": dict(
         patch_size=4,
         embed_dim=64,
         depths=(2, 2, 2),
@@ -139,6 +152,9 @@ class SwinUnet(Backbone):
     (timm); inputs of another size than ``img_size`` use padded windows with dynamic masks.
     """
 
+    #: Blocks whose layers keep their own init when a trainer applies He init to the rest.
+    transformer_blocks = (SwinTransformerBlock,)
+
     def __init__(
         self,
         in_channels: int = 1,
@@ -231,11 +247,9 @@ def build_swin_unet(
     out_channels: int = 1,
     style_dim: int = 64,
     img_size: int = 176,
-    preset: str = "default",
+    preset: str = "fast",
     **options: Any,
 ) -> SwinUnet:
-    """The ``swin`` factory: a preset (default, small, tiny) with ``options`` over it."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown swin preset '{preset}'; presets are {', '.join(PRESETS)}")
-    config = {**PRESETS[preset], **options}
-    return SwinUnet(in_channels, out_channels, style_dim, img_size, **config)
+    """The ``swin`` factory: a preset (paper, fast, small, tiny) with ``options`` over it."""
+    return from_preset("swin", SwinUnet, PRESETS, preset, options,
+                       in_channels, out_channels, style_dim, img_size)

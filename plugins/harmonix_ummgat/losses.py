@@ -7,6 +7,8 @@ step never waits for the device; call ``.item()`` only when logging.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -74,7 +76,9 @@ def moving_average(model: nn.Module, ema: nn.Module, beta: float = 0.999) -> Non
 
 
 def _autocast(x: torch.Tensor, amp: bool):
-    return torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp)
+    if not amp:  # also lets FLOPs be counted on the meta device
+        return contextlib.nullcontext()
+    return torch.autocast(x.device.type, dtype=torch.bfloat16)
 
 
 def _encode(E: nn.Module, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
@@ -128,49 +132,60 @@ def compute_g_loss(
     z_trgs: tuple[torch.Tensor, torch.Tensor] | None = None,
     x_refs: tuple[torch.Tensor, torch.Tensor] | None = None,
     lesion: torch.Tensor | None = None,
+    x_lesion_ref: torch.Tensor | None = None,
     lesion_ref: torch.Tensor | None = None,
     lambda_ds: float | None = None,
     amp: bool = False,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """G's (and, in the latent-guided step, M's and E's) loss, as in StarGAN-v2, plus LAM.
 
-    Lesion style reconstruction (``recipe.lam``): E's lesion head ``y_trg + N`` applied to the
-    generated image inside the *source* lesion mask (G preserves anatomy) must give the target
-    lesion style: the mapper's style in the latent-guided step, and E's lesion head on the
-    reference's lesion region in the reference-guided step (samples without a lesion, in the
-    source or in that reference, do not count).
+    LAM (``recipe.lam``) treats the lesion region of domain ``k`` as domain ``k + N`` of E:
+
+    * ``les``: E's lesion head ``y_trg + N`` on the generated image inside the source lesion
+      mask (G keeps anatomy) must give the lesion style of a *real* target-domain lesion, E's
+      lesion head on ``x_lesion_ref`` (default: the reference ``x_refs[0]``) inside
+      ``lesion_ref``; never the whole-image code.
+    * ``les_cyc``: the lesion of the cycle's reconstruction must keep the source's lesion
+      style, E's head ``y_org + N`` on the real source lesion.
+
+    In the latent-guided step (where E is updated) both real-lesion codes keep their graph, so
+    E's lesion heads learn from real lesions. Samples without a lesion (in the source, or in the
+    reference for ``les``) do not count.
     """
     if (z_trgs is None) == (x_refs is None):
         raise ValueError("give exactly one of z_trgs (latent-guided) or x_refs (reference-guided)")
     lambda_ds = recipe.lambda_ds if lambda_ds is None else lambda_ds
     lam = recipe.lam and lesion is not None
-    if lam and x_refs is not None and lesion_ref is None:
-        raise ValueError("the reference-guided LAM loss needs the reference's lesion mask")
+    latent = z_trgs is not None
+    x_lesion_ref = x_refs[0] if x_lesion_ref is None and x_refs is not None else x_lesion_ref
+    if lam and (lesion_ref is None or x_lesion_ref is None):
+        raise ValueError("the LAM loss needs a target-domain reference and its lesion mask")
     terms: dict[str, torch.Tensor] = {}
 
     with _autocast(x_real, amp):
-        # target style: from the mapper, or encoded from references (with their lesion style)
-        if z_trgs is not None:
+        # target style: from the mapper, or encoded from references; LAM: a real lesion's style
+        pairs = [] if latent else [(x_refs[0], y_trg)]
+        if not latent and lambda_ds > 0:
+            pairs.append((x_refs[1], y_trg))
+        if lam:
+            pairs.append((mask_image(x_lesion_ref, lesion_ref), y_trg + num_domains))
+            pairs.append((mask_image(x_real, lesion), y_org + num_domains))
+        codes = _encode(nets.E, pairs) if pairs else []
+        if latent:
             s_trg = nets.M(z_trgs[0], y_trg)
-            s_les_trg = s_trg
-            les_weight = has_lesion(lesion) if lam else None
         else:
-            pairs = [(x_refs[0], y_trg)]
-            if lambda_ds > 0:
-                pairs.append((x_refs[1], y_trg))
-            if lam:
-                pairs.append((mask_image(x_refs[0], lesion_ref), y_trg + num_domains))
-            codes = _encode(nets.E, pairs)
             s_trg = codes[0]
             s_trg2 = codes[1] if lambda_ds > 0 else None
-            if lam:
-                s_les_trg = codes[-1].detach()
-                les_weight = has_lesion(lesion) & has_lesion(lesion_ref)
+        if lam:
+            s_les_trg, s_les_org = codes[-2], codes[-1]
+            if not latent:  # E is not updated in this step
+                s_les_trg, s_les_org = s_les_trg.detach(), s_les_org.detach()
+            has_source_lesion = has_lesion(lesion)
 
         x_fake = nets.G(x_real, s_trg)
         loss_adv = adversarial_loss(nets.D(x_fake, y_trg), 1)
 
-        # style reconstruction, the source style for the cycle and (LAM) the lesion style
+        # style reconstruction, the source style for the cycle and (LAM) the generated lesion
         pairs = [(x_fake, y_trg), (x_real, y_org)]
         if lam:
             pairs.append((mask_image(x_fake, lesion), y_trg + num_domains))
@@ -181,13 +196,14 @@ def compute_g_loss(
         terms.update(adv=loss_adv, sty=loss_sty)
 
         if lam:
-            loss_les = lesion_style_loss(codes[2], s_les_trg, les_weight)
+            weight = has_source_lesion & has_lesion(lesion_ref)
+            loss_les = lesion_style_loss(codes[2], s_les_trg, weight)
             loss = loss + recipe.lambda_les * loss_les
             terms["les"] = loss_les
 
         if lambda_ds > 0:
             with torch.no_grad():  # the second output is a fixed target (StarGAN-v2 detaches it)
-                if z_trgs is not None:
+                if latent:
                     s_trg2 = nets.M(z_trgs[1], y_trg)
                 x_fake2 = nets.G(x_real, s_trg2.detach())
             loss_ds = diversity_loss(x_fake, x_fake2)
@@ -198,5 +214,11 @@ def compute_g_loss(
         loss_cyc = cycle_loss(x_rec, x_real)
         loss = loss + recipe.lambda_cyc * loss_cyc
         terms["cyc"] = loss_cyc
+
+        if lam:
+            s_les_rec = nets.E(mask_image(x_rec, lesion), y_org + num_domains)
+            loss_les_cyc = lesion_style_loss(s_les_rec, s_les_org, has_source_lesion)
+            loss = loss + recipe.lambda_les_cyc * loss_les_cyc
+            terms["les_cyc"] = loss_les_cyc
 
     return loss, {k: v.detach() for k, v in terms.items()}

@@ -9,8 +9,9 @@
   the :class:`harmonix.Generator` boundary only.
 * ``Discriminator`` (D): the same kind of trunk, one real/fake logit per domain.
 
-E and D follow StarGAN-v2's ``ResBlk`` trunk with narrower channels and an adaptive pool before
-the final 4x4 convolution, so that any image size works (176 = 11 x 16 is not a power of two).
+E and D follow StarGAN-v2's ``ResBlk`` trunk (its widths in the ``paper`` preset, narrower in the
+others) with an adaptive pool before the final 4x4 convolution, so that any image size works
+(176 = 11 x 16 is not a power of two).
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import harmonix
+from harmonix.backbones import resolve_preset
 from harmonix.nn import he_init
+from harmonix.registry import split_domain
 
 LESION_PREFIX = "lesion:"
 
@@ -44,19 +47,41 @@ def mask_image(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return images * mask - (1.0 - mask)
 
 
+def stargan_width(image_size: int) -> int:
+    """StarGAN-v2's first width of E and D: ``2**14 // size``, capped at 512 (93 at 176)."""
+    return min(2**14 // image_size, 512)
+
+
+#: Whole-model presets: E's and D's first and largest widths, M's width and G's backbone preset.
+#: ``paper`` is StarGAN-v2's E/M/D and a Swin-T sized Swin-Unet; ``fast`` is 8x cheaper.
+MODEL_PRESETS: dict[str, dict[str, Any]] = {
+    "paper": dict(encoder_dim=None, encoder_max_dim=512, mapper_dim=512),  # None: stargan_width
+    "fast": dict(encoder_dim=32, encoder_max_dim=256, mapper_dim=256),
+    "small": dict(encoder_dim=16, encoder_max_dim=128, mapper_dim=128),
+    "tiny": dict(encoder_dim=8, encoder_max_dim=16, mapper_dim=16),
+}
+
+
 @dataclass
 class ModelConfig:
-    """Everything needed to rebuild the networks (stored in the model card as ``"model"``)."""
+    """Everything needed to rebuild the networks (stored in the model card as ``"model"``).
+
+    ``preset`` fills the widths left ``None`` and, unless ``backbone_options`` name one, the
+    backbone's preset. Without a ``preset``, a model preset named by ``backbone_options`` (say
+    ``tiny``) is the whole model's, else ``paper``. The card stores the resolved values, so a
+    later change of a preset does not change a trained model.
+    """
 
     domains: tuple[str, ...]
     image_size: int = 176
+    preset: str | None = None
     style_dim: int = 64
     latent_dim: int = 16
     backbone: str = "swin"
     backbone_options: dict[str, Any] = field(default_factory=dict)
-    encoder_dim: int = 32  # first width of E's and D's trunks (StarGAN-v2: 2**14 // size)
-    encoder_max_dim: int = 256  # StarGAN-v2: 512
-    mapper_dim: int = 256  # StarGAN-v2: 512
+    encoder_dim: int | None = None  # first width of E's and D's trunks
+    encoder_max_dim: int | None = None
+    mapper_dim: int | None = None
 
     def __post_init__(self) -> None:
         self.domains = tuple(self.domains)
@@ -64,6 +89,20 @@ class ModelConfig:
             raise ValueError(f"UMMGAT needs at least 2 domains, got {list(self.domains)}")
         if len(set(self.domains)) != len(self.domains):
             raise ValueError(f"duplicate domains in {list(self.domains)}")
+        for domain in self.domains:
+            split_domain(domain)
+        if self.preset is None:
+            named = resolve_preset(str(self.backbone_options.get("preset", "paper")))
+            self.preset = named if named in MODEL_PRESETS else "paper"
+        self.preset = resolve_preset(self.preset)
+        if self.preset not in MODEL_PRESETS:
+            raise ValueError(f"unknown model preset '{self.preset}'; "
+                             f"presets are {', '.join(MODEL_PRESETS)}")
+        for key, value in MODEL_PRESETS[self.preset].items():
+            if getattr(self, key) is None:
+                setattr(self, key, stargan_width(self.image_size) if value is None else value)
+        self.backbone_options = dict(self.backbone_options)
+        self.backbone_options.setdefault("preset", self.preset)
 
     @property
     def num_domains(self) -> int:
@@ -81,8 +120,15 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Cards written before presets existed store the widths; their backbone preset (or
+        none: the old ``default``) names the model's."""
         known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in data.items() if k in known})
+        values = {k: v for k, v in data.items() if k in known}
+        if values.get("preset") is None:
+            named = resolve_preset(str(dict(values.get("backbone_options") or {}).get(
+                "preset", "fast")))
+            values["preset"] = named if named in MODEL_PRESETS else "fast"
+        return cls(**values)
 
 
 class ResBlk(nn.Module):
@@ -232,16 +278,30 @@ def build_backbone(config: ModelConfig) -> harmonix.Backbone:
     )
 
 
+def init_weights(net: nn.Module) -> None:
+    """He init with zero biases for every conv and linear layer (StarGAN-v2, the paper), except
+    inside a backbone's ``transformer_blocks`` (Swin's attention and MLP), which keep PyTorch's
+    default init: He init there made the 200-iteration learning test fail (see
+    docs/architecture.md)."""
+    exempt: tuple[type, ...] = ()
+    for module in net.modules():
+        exempt += tuple(getattr(module, "transformer_blocks", ()))
+    inside = {id(m) for block in net.modules() if exempt and isinstance(block, exempt)
+              for m in block.modules()}
+    for module in net.modules():
+        if id(module) not in inside:
+            he_init(module)
+
+
 def build_nets(config: ModelConfig, *, discriminator: bool = True, init: bool = True) -> Nets:
-    """Build E, M, G (and D) for ``config``; ``init``: He init with zero biases for E, M, D."""
+    """Build E, M, G (and D) for ``config``; ``init``: He init with zero biases for all (paper)."""
     nets = Nets(
         E=StyleEncoder(config),
         M=MappingNetwork(config),
         G=StyleGenerator(build_backbone(config)),
         D=Discriminator(config) if discriminator else None,
     )
-    if init:  # the backbone keeps its plugin's own init (He init slows transformers down)
-        for name, net in nets.named().items():
-            if name != "G":
-                net.apply(he_init)
+    if init:
+        for net in nets.named().values():
+            init_weights(net)
     return nets

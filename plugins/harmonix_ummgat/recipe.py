@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 from typing import Any
+
+#: Recipe fields with an option of their own in ``harmonix train`` (not set through --recipe).
+OWN_OPTIONS = {"iters": "--iters", "batch": "--batch-size", "lam": "--lam/--no-lam"}
+_TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
+_FRACTIONS = {"beta1", "beta2", "ema_beta"}
 
 
 @dataclass
@@ -13,7 +19,7 @@ class Recipe:
     iters: int = 20_000
     batch: int = 8  # per process
     lr: float = 1e-4  # E, G and D
-    mapper_lr: float = 1e-6  # M, as StarGAN-v2 does
+    mapper_lr: float = 1e-4  # M: the paper's (StarGAN-v2 uses 1e-6)
     beta1: float = 0.0
     beta2: float = 0.99
     weight_decay: float = 1e-4
@@ -24,8 +30,9 @@ class Recipe:
     lambda_cyc: float = 1.0
     lambda_ds: float = 0.0  # style diversification (StarGAN-v2: 1 or 2), off by default
     ds_iters: int = 100_000  # lambda_ds decays linearly to 0 over this many iterations
-    lam: bool = True  # lesion-aware module: the lesion style reconstruction loss
-    lambda_les: float = 1.0
+    lam: bool = True  # lesion-aware module: the lesion style terms
+    lambda_les: float = 1.0  # lesion style of the translated lesion
+    lambda_les_cyc: float = 1.0  # lesion style kept through the cycle
 
     def lambda_ds_at(self, iteration: int) -> float:
         """The diversification weight at ``iteration`` (0-based), decayed as StarGAN-v2 does."""
@@ -49,3 +56,39 @@ class Recipe:
     def from_dict(cls, data: dict[str, Any]) -> Recipe:
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _typed(key: str, kind: str, value: Any) -> Any:
+    """``value`` (a string from the command line, or already typed) as a ``kind`` field."""
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE | _FALSE:
+            return text in _TRUE
+        raise ValueError(f"--recipe {key}={value}: {key} takes true or false")
+    try:
+        number = float(value) if kind == "float" else int(str(value), 10)
+    except (TypeError, ValueError):
+        wanted = "a number" if kind == "float" else "an integer"
+        raise ValueError(f"--recipe {key}={value}: {key} takes {wanted}") from None
+    if number != number or number in (float("inf"), float("-inf")) or number < 0:
+        raise ValueError(f"--recipe {key}={value}: {key} must be a finite number >= 0")
+    if key in _FRACTIONS and number > 1:
+        raise ValueError(f"--recipe {key}={value}: {key} must be between 0 and 1")
+    return number
+
+
+def recipe_overrides(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"lr": "3e-4", "ema_warmup": "false"}`` typed from the :class:`Recipe` fields;
+    ``ValueError`` naming an unknown key or a bad value."""
+    kinds = {f.name: str(f.type) for f in fields(Recipe)}
+    out = {}
+    for key, value in values.items():
+        if key in OWN_OPTIONS:
+            raise ValueError(f"--recipe {key}: use {OWN_OPTIONS[key]}")
+        if key not in kinds:
+            known = ", ".join(k for k in kinds if k not in OWN_OPTIONS)
+            raise ValueError(f"--recipe: unknown key '{key}'; keys are {known}")
+        out[key] = _typed(key, kinds[key], value)
+    return out

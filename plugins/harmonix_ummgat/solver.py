@@ -46,6 +46,10 @@ class Batch:
 
         return Batch(**{f.name: move(getattr(self, f.name)) for f in fields(self)})
 
+    def pin_memory(self) -> Batch:
+        """Page-locked copies (the DataLoader calls this with ``pin_memory=True``)."""
+        return Batch(**{f.name: getattr(self, f.name).pin_memory() for f in fields(self)})
+
 
 class Solver:
     """Owns the networks (``modules``: plain, ``nets``: as trained), ``ema`` and ``optims``."""
@@ -136,12 +140,14 @@ class Solver:
         common = dict(
             num_domains=self.config.num_domains,
             lesion=b.lesion,
+            lesion_ref=b.lesion_ref,
             lambda_ds=recipe.lambda_ds_at(iteration),
             amp=self.amp,
         )
         with self._no_sync("D"):
             g_loss, terms = compute_g_loss(
-                nets, recipe, b.x_real, b.y_org, b.y_trg, z_trgs=(b.z_trg, b.z_trg2), **common
+                nets, recipe, b.x_real, b.y_org, b.y_trg, z_trgs=(b.z_trg, b.z_trg2),
+                x_lesion_ref=b.x_ref, **common,
             )
             self._zero_grad()
             g_loss.backward()
@@ -151,8 +157,7 @@ class Solver:
 
         with self._no_sync("D", "E"):
             g_loss, terms = compute_g_loss(
-                nets, recipe, b.x_real, b.y_org, b.y_trg,
-                x_refs=(b.x_ref, b.x_ref2), lesion_ref=b.lesion_ref, **common,
+                nets, recipe, b.x_real, b.y_org, b.y_trg, x_refs=(b.x_ref, b.x_ref2), **common
             )
             self._zero_grad()
             g_loss.backward()

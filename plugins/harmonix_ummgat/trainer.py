@@ -1,36 +1,43 @@
-"""The ``ummgat`` trainer plugin: data, the training loop, logging, samples and checkpoints."""
+"""The ``ummgat`` trainer plugin: data, the model, resume, and the run's model card.
+
+The loop itself (batches, step, samples, checkpoints) is :mod:`harmonix_ummgat.loop`; what a
+call asks for is a :class:`harmonix_ummgat.settings.TrainRequest`.
+
+The model card travels (``harmonix models export``), so it names the training sites by folder
+name only and records their cases by content (``data.data_record``: ids and file hashes,
+:func:`harmonix.fingerprint.training_record`), which ``harmonix evaluate`` checks test cases
+against. The absolute site folders, which ``--resume`` without ``--data`` reads back, stay in the
+run-local ``RUN/run.json`` (:data:`RUN_FILE`), which is never exported.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
+import re
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
 
 import harmonix
 from harmonix import checkpoints as ckpt
+from harmonix.cards import portable_path
 from harmonix.errors import CheckpointError, InputError
+from harmonix.fingerprint import RECORD_KEY, RECORD_VERSION, training_record
 from harmonix.interfaces import Trainer
-from harmonix_ummgat.data import BatchSource
+from harmonix.io import atomic_write_json
+from harmonix_ummgat.data import BatchSource, indices_by_domain
 from harmonix_ummgat.generator import UMMGATGenerator
+from harmonix_ummgat.loop import Loop
 from harmonix_ummgat.networks import ModelConfig
 from harmonix_ummgat.recipe import Recipe
-from harmonix_ummgat.samples import save_sample_grid
+from harmonix_ummgat.settings import RunSettings, TrainRequest
 from harmonix_ummgat.solver import Solver
 
 TRAINER_NAME = "ummgat"
@@ -38,14 +45,10 @@ TRAINER_NAME = "ummgat"
 #: ``callback(iteration_done, losses, solver)``; raising stops training (tests use it to "kill").
 Callback = Callable[[int, dict[str, torch.Tensor], Solver], None]
 
-
-def _model_fields() -> set[str]:
-    return {f.name for f in dataclasses.fields(ModelConfig)} - {"domains", "image_size",
-                                                                 "backbone", "backbone_options"}
-
-
-def _recipe_fields() -> set[str]:
-    return {f.name for f in dataclasses.fields(Recipe)} - {"iters", "batch", "lam"}
+#: The temporary folder ``harmonix.checkpoints.save_checkpoint`` writes before renaming it.
+_TMP_CHECKPOINT = re.compile(r"\.tmp-iter_\d+-(\d+)")
+#: Run-local facts that must not travel in the card: ``{"sites": [absolute folders]}``.
+RUN_FILE = "run.json"
 
 
 def preprocess_config(size: int | None, spacing: float | None, preprocess=None):
@@ -84,13 +87,39 @@ def _distributed(device: str) -> tuple[int, int, str, bool]:
     return rank, dist.get_world_size(), device, here
 
 
-def _loss_line(losses: dict[str, float]) -> str:
-    d = losses.get("D/latent_real", 0.0) + losses.get("D/latent_fake", 0.0)
-    parts = [f"D {d:.3f}", f"R1 {losses.get('D/latent_r1', 0.0):.3f}"]
-    for key in ("adv", "sty", "cyc", "les", "ds"):
-        if f"G/latent_{key}" in losses:
-            parts.append(f"{key} {losses[f'G/latent_{key}']:.3f}")
-    return " ".join(parts)
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(run_dir: Path) -> list[Path]:
+    """Remove the ``.tmp-iter_*`` checkpoint folders a killed run left (never a live one's)."""
+    root = run_dir / ckpt.CHECKPOINTS_DIR
+    removed = []
+    for path in sorted(root.glob(".tmp-iter_*")) if root.is_dir() else []:
+        match = _TMP_CHECKPOINT.fullmatch(path.name)
+        if match and path.is_dir() and not path.is_symlink() and (
+                int(match.group(1)) == os.getpid() or not _pid_alive(int(match.group(1)))):
+            shutil.rmtree(path)
+            removed.append(path)
+    return removed
+
+
+def run_checkpoint(run_dir: Path) -> Path | None:
+    """The run's latest checkpoint; ``latest.json`` may only name a folder of this run."""
+    latest = ckpt.latest_checkpoint(run_dir) if run_dir.is_dir() else None
+    if latest is None:
+        return None
+    root = (run_dir / ckpt.CHECKPOINTS_DIR).resolve()
+    if latest.resolve().parent != root:
+        raise CheckpointError(run_dir / ckpt.CHECKPOINTS_DIR / ckpt.LATEST_FILE,
+                              f"names '{latest}', which is not a checkpoint of this run")
+    return latest
 
 
 class UMMGATTrainer(Trainer):
@@ -109,7 +138,8 @@ class UMMGATTrainer(Trainer):
         dataset=None,
         backbone: str = "swin",
         backbone_options: dict[str, Any] | None = None,
-        iters: int = 20_000,
+        preset: str | None = None,
+        iters: int | None = None,
         batch: int = 8,
         size: int | None = None,
         spacing: float | None = None,
@@ -119,13 +149,14 @@ class UMMGATTrainer(Trainer):
         seed: int = 0,
         device: str = "cpu",
         resume: bool = False,
-        checkpoint_every: int = 1000,
-        sample_every: int = 1000,
-        log_every: int = 10,
+        checkpoint_every: int | None = None,
+        sample_every: int | None = None,
+        log_every: int | None = None,
         keep_checkpoints: int | None = None,
         amp: bool | None = None,
         channels_last: bool | None = None,
-        compile: bool = False,
+        compile: bool | None = None,
+        loader_workers: int | None = None,
         cache_dir: str | Path | None = None,
         progress: bool = True,
         callback: Callback | None = None,
@@ -135,67 +166,78 @@ class UMMGATTrainer(Trainer):
 
         ``data`` are site folders (read and cached through :mod:`harmonix.data.dataset`), or
         give a ready ``dataset`` (a ``SliceDataset``). ``size``/``spacing`` set the slice size
-        and the preprocessing spacing. Other ``options`` are :class:`ModelConfig` fields
-        (``style_dim``, ``latent_dim``, ...) or :class:`Recipe` fields (``lr``, ``lambda_ds``,
-        ...). ``amp`` and ``channels_last`` default to on for CUDA. ``batch`` is per process.
+        and the preprocessing spacing. ``preset`` is the model's (paper, fast, small, tiny;
+        default: a preset ``backbone_options`` name, else paper). Other ``options`` are
+        :class:`ModelConfig` fields (``style_dim``, ...), :class:`Recipe` fields (``lr``,
+        ``lambda_ds``, ...) or ``recipe``: a mapping of Recipe fields to strings (``--recipe``).
+        Run settings left ``None`` (``checkpoint_every``, ``amp``, ...) are the run's own on
+        ``resume``, else the :class:`RunSettings` defaults. ``batch`` is per process.
         """
-        unknown = set(options) - _model_fields() - _recipe_fields()
-        if unknown:
-            raise TypeError(f"unknown training options: {', '.join(sorted(unknown))}")
-        run_dir = Path(out)
+        run = dict(checkpoint_every=checkpoint_every, sample_every=sample_every,
+                   log_every=log_every, keep_checkpoints=keep_checkpoints, amp=amp,
+                   channels_last=channels_last, compile=compile, loader_workers=loader_workers)
+        model = {"backbone": backbone, "backbone_options": dict(backbone_options or {}),
+                 "preset": preset}
+        request = TrainRequest.from_options(
+            out, options, data=[Path(s) for s in data or []], dataset=dataset, run=run,
+            iters=iters, batch=batch, lam=lam, size=size, spacing=spacing, preprocess=preprocess,
+            pairing=pairing, seed=seed, resume=resume, progress=progress, callback=callback,
+            cache_dir=Path(cache_dir) if cache_dir else None,
+        )
+        request.model = {**model, **request.model}
         rank, world, device, own_group = _distributed(str(device))
         try:
-            return self._train(
-                run_dir, rank, world, device, data=data, dataset=dataset, backbone=backbone,
-                backbone_options=dict(backbone_options or {}), iters=iters, batch=batch,
-                size=size, spacing=spacing, preprocess=preprocess, lam=lam, pairing=pairing,
-                seed=seed, resume=resume, checkpoint_every=checkpoint_every,
-                sample_every=sample_every, log_every=log_every, keep=keep_checkpoints,
-                amp=amp, channels_last=channels_last, compile=compile, cache_dir=cache_dir,
-                progress=progress, callback=callback, options=options,
-            )
+            return self._train(request, rank, world, device)
         finally:
             if own_group:
                 torch.distributed.destroy_process_group()
 
     # -- the run ----------------------------------------------------------------------------
-    def _train(self, run_dir: Path, rank: int, world: int, device: str, **kw: Any) -> Path:
-        latest = ckpt.latest_checkpoint(run_dir) if run_dir.is_dir() else None
+    def _train(self, req: TrainRequest, rank: int, world: int, device: str) -> Path:
+        run_dir = req.out
+        latest = run_checkpoint(run_dir)
         card_prev = ckpt.read_card(latest) if latest is not None else None
-        if latest is not None and not kw["resume"]:
+        if latest is not None and not req.resume:
             raise InputError(run_dir, f"already holds a training run (checkpoint {latest.name}); "
                                       "resume it with --resume or choose another --out")
         if card_prev is not None and card_prev.get("trainer") != TRAINER_NAME:
             raise CheckpointError(latest / ckpt.CARD_FILE, "was not written by the ummgat trainer")
 
         if card_prev is not None:  # resuming: the saved model and recipe are authoritative
-            config = ModelConfig.from_dict(card_prev["model"])
-            recipe = Recipe.from_dict({**card_prev["recipe"], "iters": kw["iters"]})
             from harmonix.data.preprocess import PreprocessConfig
 
+            config = ModelConfig.from_dict(card_prev["model"])
+            recipe = Recipe.from_dict({**card_prev["recipe"], **req.recipe})
+            if req.iters is not None:
+                recipe.iters = int(req.iters)
             prep = PreprocessConfig.from_dict(card_prev["preprocessing"])
-            pairing = card_prev["data"].get("pairing", kw["pairing"])
+            pairing = card_prev["data"].get("pairing", req.pairing)
             seed = int(card_prev["seed"])
-            sites = kw["data"] or card_prev["data"].get("sites") or []
+            sites = list(req.data) or recorded_sites(run_dir, card_prev)
+            settings = RunSettings.resolve(req.run, card_prev.get("run"))
         else:
-            prep = preprocess_config(kw["size"], kw["spacing"], kw["preprocess"])
-            pairing, seed, sites = kw["pairing"], int(kw["seed"]), kw["data"] or []
-            opts = kw["options"]
-            recipe = Recipe(iters=kw["iters"], batch=kw["batch"], lam=kw["lam"],
-                            **{k: v for k, v in opts.items() if k in _recipe_fields()})
+            prep = preprocess_config(req.size, req.spacing, req.preprocess)
+            pairing, seed, sites = req.pairing, int(req.seed), list(req.data)
+            recipe = req.new_recipe()
+            settings = RunSettings.resolve(req.run, None)
             config = None  # needs the dataset's domains
 
-        dataset = kw["dataset"]
+        dataset = req.dataset
         if dataset is None:
+            named = (card_prev or {}).get("data", {}).get("sites") if not sites else None
+            if named:
+                raise InputError(run_dir, f"has no {RUN_FILE} and its model card names the "
+                                          f"training sites by name only ({', '.join(named)}); "
+                                          "give them again with --data")
             if not sites:
                 raise ValueError("give site folders (data=[...] / --data) or a dataset")
             from harmonix.data.dataset import make_training_data
 
-            cache = Path(kw["cache_dir"]) if kw["cache_dir"] else run_dir / "cache"
+            cache = req.cache_dir or run_dir / "cache"
             if world > 1 and rank != 0:  # rank 0 builds the slice cache, the others reuse it
                 torch.distributed.barrier()
-            dataset = make_training_data([Path(s) for s in sites], cache, prep, pairing=pairing,
-                                         seed=seed, progress=kw["progress"] and rank == 0)
+            dataset = make_training_data(sites, cache, prep, pairing=pairing, seed=seed,
+                                         progress=req.progress and rank == 0)
             if world > 1 and rank == 0:
                 torch.distributed.barrier()
         cached = getattr(getattr(dataset, "cache", None), "config", None)
@@ -204,26 +246,29 @@ class UMMGATTrainer(Trainer):
             height, image_size = (int(n) for n in torch.as_tensor(dataset[0]["image"]).shape[-2:])
             if height != image_size:
                 raise ValueError(f"slices must be square, got {height}x{image_size}")
-            config = ModelConfig(
-                domains=tuple(dataset.domains), image_size=image_size, backbone=kw["backbone"],
-                backbone_options=kw["backbone_options"],
-                **{k: v for k, v in kw["options"].items() if k in _model_fields()},
-            )
+            config = ModelConfig(domains=tuple(dataset.domains), image_size=image_size,
+                                 **req.model)
         elif list(dataset.domains) != list(config.domains):
             raise InputError(run_dir, f"the data's domains {list(dataset.domains)} differ from "
                                       f"the run's {list(config.domains)}")
+        if recipe.batch > len(dataset):
+            raise ValueError(f"--batch-size {recipe.batch} is larger than the {len(dataset)} "
+                             f"training slices ({_counts(dataset)}); choose --batch-size "
+                             f"{len(dataset)} or less")
 
         is_cuda = device.startswith("cuda")
-        amp = is_cuda and torch.cuda.is_bf16_supported() if kw["amp"] is None else bool(kw["amp"])
-        channels_last = is_cuda if kw["channels_last"] is None else bool(kw["channels_last"])
+        amp = is_cuda and torch.cuda.is_bf16_supported() if settings.amp is None else settings.amp
+        channels_last = is_cuda if settings.channels_last is None else settings.channels_last
         torch.manual_seed(seed)
         solver = Solver(config, recipe, device, amp=amp, channels_last=channels_last,
-                        compile=kw["compile"], distributed=world > 1)
+                        compile=settings.compile, distributed=world > 1)
         multiple = solver.modules.G.size_multiple
         if config.image_size % multiple:
             raise ValueError(f"slice size {config.image_size} is not a multiple of {multiple}, "
                              f"which the '{config.backbone}' backbone needs")
         start = 0
+        if req.resume and rank == 0:  # a killed run's half-written checkpoint
+            remove_stale_temporaries(run_dir)
         if latest is not None:
             solver.load_state_tensors(ckpt.load_tensors(latest))
             state = ckpt.load_training_state(latest)
@@ -231,123 +276,89 @@ class UMMGATTrainer(Trainer):
             start = int(state["iteration"])
 
         source = BatchSource(dataset, latent_dim=config.latent_dim, seed=seed, rank=rank)
-        card = {
-            "trainer": TRAINER_NAME,
-            "harmonix_version": harmonix.__version__,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "domains": list(config.domains),
-            "lesion_domains": list(config.lesion_domains),
-            "backbone": {"name": config.backbone, "options": config.backbone_options},
-            "style_dim": config.style_dim,
-            "latent_dim": config.latent_dim,
-            "image_size": config.image_size,
-            "preprocessing": prep.to_dict(),
-            "recipe": recipe.to_dict(),
-            "model": config.to_dict(),
-            "seed": seed,
-            "data": {
-                "sites": [str(Path(s).resolve()) for s in sites],
-                "pairing": pairing,
-                "flip": bool(getattr(dataset, "flip", False)),  # horizontal flips
-                "slices": len(dataset),
-                "per_domain": dataset.summary() if hasattr(dataset, "summary")
-                else {d: {"slices": n} for d, n in source.counts().items()},
-            },
-            "training": {"world_size": world, "device": device, "amp_bf16": amp,
-                         "channels_last": channels_last, "compile": bool(kw["compile"])},
-        }
-        loop = _Loop(run_dir, rank, solver, source, card, kw)
+        card = _card(config, recipe, settings, prep, seed, sites, pairing, dataset, source,
+                     training={"world_size": world, "device": device, "amp_bf16": amp,
+                               "channels_last": channels_last, "compile": settings.compile})
+        if rank == 0:  # only rank 0 writes cards
+            previous = (card_prev or {}).get("data") or {}
+            record = data_record(sites, previous.get(RECORD_KEY),
+                                 same=card_prev is not None and not req.data)
+            if record is not None:
+                card["data"][RECORD_KEY] = record
+            if sites:
+                run_dir.mkdir(parents=True, exist_ok=True)
+                atomic_write_json(run_dir / RUN_FILE,
+                                  {"sites": [str(Path(s).resolve()) for s in sites]})
+        loop = Loop(run_dir, rank, solver, source, card, settings, progress=req.progress,
+                    callback=req.callback)
         loop.run(start, recipe.iters)
         return run_dir
 
 
-class _Loop:
-    """The iteration loop with its side jobs (progress, TensorBoard, samples, checkpoints)."""
+def _counts(dataset) -> str:
+    pools = indices_by_domain(dataset)
+    return ", ".join(f"{d}: {len(ix)}" for d, ix in zip(dataset.domains, pools, strict=True))
 
-    def __init__(self, run_dir: Path, rank: int, solver: Solver, source: BatchSource,
-                 card: dict[str, Any], kw: dict[str, Any]):
-        self.run_dir, self.solver, self.source = run_dir, solver, source
-        self.card, self.kw = card, kw
-        self.main = rank == 0
-        self.writer = None
 
-    def _checkpoint(self, done: int) -> None:
-        ckpt.save_checkpoint(
-            self.run_dir, done, tensors=self.solver.state_tensors(), card=self.card,
-            training_state={"iteration": done, "optimizers": self.solver.optimizer_state()},
-            keep=self.kw["keep"],
-        )
+def _card(config: ModelConfig, recipe: Recipe, settings: RunSettings, prep, seed: int, sites,
+          pairing: str, dataset, source: BatchSource, training: dict[str, Any]) -> dict[str, Any]:
+    """The model card: what rebuilds the generator, how it was trained, and on what."""
+    return {
+        "trainer": TRAINER_NAME,
+        "harmonix_version": harmonix.__version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "domains": list(config.domains),
+        "lesion_domains": list(config.lesion_domains),
+        "preset": config.preset,
+        "backbone": {"name": config.backbone, "options": config.backbone_options},
+        "style_dim": config.style_dim,
+        "latent_dim": config.latent_dim,
+        "image_size": config.image_size,
+        "preprocessing": prep.to_dict(),
+        "recipe": recipe.to_dict(),
+        "model": config.to_dict(),
+        "run": settings.to_dict(),
+        "seed": seed,
+        "data": {
+            "sites": [portable_path(Path(s).resolve()) for s in sites],  # absolute: RUN_FILE
+            "pairing": pairing,
+            "flip": bool(getattr(dataset, "flip", False)),  # horizontal flips
+            "slices": len(dataset),
+            "per_domain": dataset.summary() if hasattr(dataset, "summary")
+            else {d: {"slices": n} for d, n in source.counts().items()},
+        },
+        "training": training,
+    }
 
-    def _samples(self, done: int) -> None:
-        generator = UMMGATGenerator(self.solver.ema, self.card, self.solver.device)
-        images, names = self.source.fixed_sources()
-        path = self.run_dir / "samples" / f"iter_{done:06d}.png"
-        _, grid = save_sample_grid(generator, images, names, path)
-        if self.writer is not None:
-            rows = [torch.cat(list(row), dim=-1) for row in grid]  # (H, cols*W) per row
-            self.writer.add_image("samples", torch.cat(rows, dim=-2)[None] / 255.0, done)
 
-    def run(self, start: int, iters: int) -> None:
-        kw, solver = self.kw, self.solver
-        if self.main:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            self.writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=start + 1)
-        progress = _progress(kw["progress"] and self.main)
+def recorded_sites(run_dir: Path, card: dict[str, Any]) -> list[Path]:
+    """The run's site folders for ``--resume`` without ``--data``: those in ``RUN/run.json``,
+    else (runs made before it) the absolute ones the card names; ``[]`` when neither has any."""
+    file = run_dir / RUN_FILE
+    if file.is_file():
         try:
-            with progress:
-                task = progress.add_task("train", total=iters, completed=start)
-                for it in range(start, iters):
-                    batch = self.source.batch(it, solver.recipe.batch)
-                    losses = solver.step(batch.to(solver.device, solver.channels_last), it)
-                    done = it + 1
-                    if self.main:
-                        self._side_jobs(done, iters, start, losses, progress)
-                    progress.update(task, completed=done)
-                    if kw["callback"] is not None:
-                        kw["callback"](done, losses, solver)
-        finally:
-            if self.writer is not None:
-                self.writer.close()
-
-    def _side_jobs(self, done, iters, start, losses, progress) -> None:
-        kw = self.kw
-        if done % kw["log_every"] == 0 or done in (iters, start + 1):
-            values = {k: float(v) for k, v in losses.items()}
-            for key, value in values.items():
-                self.writer.add_scalar(key, value, done)
-            progress.losses = _loss_line(values)
-        if done % kw["sample_every"] == 0 or done == iters:
-            self._samples(done)
-        if done % kw["checkpoint_every"] == 0 or done == iters:
-            self._checkpoint(done)
+            sites = json.loads(file.read_text())["sites"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(file, f"unreadable run file ({exc}); give --data") from None
+        return [Path(s) for s in sites]
+    named = (card.get("data") or {}).get("sites") or []
+    return [Path(s) for s in named if Path(s).is_absolute()]
 
 
-class SpeedColumn(ProgressColumn):
-    """Iterations per second."""
-
-    def render(self, task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:.2f} it/s" if speed else "-- it/s")
-
-
-class TrainProgress(Progress):
-    """The progress bar with the latest losses on a line of their own."""
-
-    losses = ""
-
-    def get_renderables(self):
-        yield self.make_tasks_table(self.tasks)
-        if self.losses:
-            yield Text(self.losses, style="cyan")
-
-
-def _progress(enabled: bool) -> TrainProgress:
-    from harmonix.cli.app import console
-
-    return TrainProgress(
-        TextColumn("[bold]{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
-        SpeedColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-        console=console, disable=not enabled,
-    )
+def data_record(sites: Sequence[str | Path], previous: dict[str, Any] | None = None, *,
+                same: bool = False) -> dict[str, Any] | None:
+    """The card's training record (:func:`harmonix.fingerprint.training_record` of ``sites``):
+    a resumed run's ``previous`` one as it is when the data are the ``same``, else merged with
+    it (a run resumed on other data was trained on both); ``None`` without sites or record."""
+    if same and previous:
+        return previous
+    record = training_record(sites) if sites else None
+    if not previous:
+        return record
+    merged, seen = [], set()
+    for case in [*(previous.get("cases") or []), *((record or {}).get("cases") or [])]:
+        key = (case.get("id"), tuple(sorted((case.get("files") or {}).items())))
+        if key not in seen:
+            seen.add(key)
+            merged.append(case)
+    return {"version": RECORD_VERSION, "cases": merged}

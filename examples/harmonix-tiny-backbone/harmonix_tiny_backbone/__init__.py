@@ -9,10 +9,13 @@ import torch.nn.functional as F
 from torch import nn
 
 import harmonix
+from harmonix.backbones import from_preset
 from harmonix.nn import AdaIN
 
 #: ``preset="tiny"`` is what harmonix's backbone test suite builds; options override a preset.
-PRESETS: dict[str, dict[str, Any]] = {"default": {"channels": 32}, "tiny": {"channels": 8}}
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {"channels": 64}, "fast": {"channels": 32}, "tiny": {"channels": 8}
+}
 
 
 class TinyUnet(harmonix.Backbone):
@@ -46,13 +49,12 @@ def build_tiny_unet(
     out_channels: int = 1,
     style_dim: int = 64,
     img_size: int = 176,
-    preset: str = "default",
+    preset: str = "fast",
     **options: Any,
 ) -> TinyUnet:
     """The factory harmonix calls: the standard arguments, a preset, and free options."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown tiny preset '{preset}'; presets are {', '.join(PRESETS)}")
-    return TinyUnet(in_channels, out_channels, style_dim, **{**PRESETS[preset], **options})
+    return from_preset("tiny", TinyUnet, PRESETS, preset, options,
+                       in_channels, out_channels, style_dim)
 
 
 @harmonix.hookimpl

@@ -1,0 +1,73 @@
+"""A trainer whose generator matches intensity moments: it learns the mean and spread of each
+domain's brain voxels, and translates a slice by moving its brain intensities from the source's
+moments to the target's. (A baseline, not a GAN; it shows the Trainer and Generator contracts.)"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from harmonix.cards import CARD_FILE
+from harmonix.checkpoints import read_card
+from harmonix.data.preprocess import PreprocessConfig, preprocess_case
+from harmonix.data.site import read_site
+from harmonix.interfaces import Generator, Trainer
+from harmonix.io import atomic_write_json
+
+
+class MomentsGenerator(Generator):
+    """Translates 0..255 slices by matching each domain's brain mean and standard deviation."""
+
+    def __init__(self, card: dict[str, Any]):
+        self.card = card
+        self.domains = list(card["domains"])
+        self.image_size = int(card["image_size"])
+        self.moments = {d: tuple(m) for d, m in card["moments"].items()}
+
+    def translate(self, images, source, target, *, reference=None, seed=0):
+        (mean_s, std_s), (mean_t, std_t) = self.moments[source], self.moments[target]
+        if reference is not None:  # the style of the given target slices instead
+            brain = reference[reference > 0]
+            mean_t, std_t = float(brain.mean()), float(brain.std())
+        moved = ((images - mean_s) / std_s * std_t + mean_t).clamp(0, 255)
+        return torch.where(images > 0, moved, torch.zeros_like(images))
+
+    def style_codes(self, images, domain, *, lesion=False):
+        flat = images.flatten(1)
+        return torch.stack([flat.mean(dim=1), flat.std(dim=1)], dim=1)  # (B, 2)
+
+
+class MomentsTrainer(Trainer):
+    """``harmonix train --trainer moments --data SITE ... --out RUN``."""
+
+    name = "moments"
+
+    def train(self, *, out: str | Path, data: Sequence[str | Path], size: int | None = None,
+              spacing: float | None = None, **options: Any) -> Path:
+        """Measure every domain of the sites ``data``; ``options`` (the UMMGAT trainer's
+        iterations, backbone, ...) do not apply and are ignored."""
+        spacing, size = spacing or 1.0, size or 176
+        config = PreprocessConfig(spacing=spacing,
+                                  crop_shape=(size, size, math.ceil(155 / spacing)))
+        voxels: dict[str, list[np.ndarray]] = {}
+        for folder in data:
+            site = read_site(folder)
+            for case in site.cases:
+                prepared = preprocess_case(case, config)
+                for sequence, volume in prepared.volumes.items():
+                    domain = f"{site.center}/{sequence}"
+                    voxels.setdefault(domain, []).append(volume[prepared.brain_mask])
+        moments = {d: [float(np.concatenate(v).mean()), float(np.concatenate(v).std())]
+                   for d, v in voxels.items()}
+        card = {"trainer": self.name, "domains": sorted(moments), "image_size": size,
+                "preprocessing": config.to_dict(), "moments": moments}
+        atomic_write_json(Path(out) / CARD_FILE, card)  # a run folder with its model card
+        return Path(out)
+
+    def load_generator(self, path: Path, device: str = "cpu") -> MomentsGenerator:
+        return MomentsGenerator(read_card(path, "generator"))

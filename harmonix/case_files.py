@@ -1,0 +1,126 @@
+"""The files of one harmonized case, written into its staging folder (:mod:`harmonix.pipeline`).
+
+* Real files are copied byte for byte (a label map is rewritten only when its convention differs
+  from the target's), with ``--merge-aligned`` into the case's ``_original/`` folder when an
+  aligned volume takes their place.
+* Synthetic (generated or aligned) volumes are written on the input's grid, on their real
+  counterpart's intensity scale and dtype (:mod:`harmonix.intensity`) or with ``--intensity
+  model`` as float32 0..255, with the input's extension (``.nii`` stays ``.nii``) and a JSON
+  sidecar recording how they were made and on which scale.
+* With ``--layout bids`` every file gets a sidecar: the input's own carried over (real and
+  aligned files) and extended with harmonix's record (:mod:`harmonix.bids`).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from harmonix.bids import DATASET_DIR, input_sidecar
+from harmonix.data.preprocess import restore
+from harmonix.intensity import MODEL_SCALE, scale_of, to_scale
+from harmonix.io import atomic_write_json, atomic_write_nifti
+from harmonix.outputs import CaseOutput, convert_labels, nifti_suffix, sidecar_path, synthetic_image
+from harmonix.version import __version__
+
+
+@dataclass
+class StagedCase:
+    """A case being built in ``stage`` (``stage/case``, ``stage/aligned``) for ``where``."""
+
+    stage: Path
+    where: CaseOutput
+
+    @property
+    def bids(self) -> bool:
+        return self.where.layout == "bids"
+
+    def path(self, sequence: str, status: str, suffix: str) -> tuple[Path, str]:
+        """The staged path of a file and its path relative to ``OUT`` (the manifest's)."""
+        part, inside = self.where.place(sequence, status, suffix)
+        path = self.stage / part / inside
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path, self.where.relative(part, inside)
+
+
+def dataset_uri(rel: str) -> str:
+    """A BIDS URI of a file of the harmonix derivative dataset (``rel``: relative to ``OUT``)."""
+    return "bids::" + rel.removeprefix(DATASET_DIR + "/")
+
+
+def copy_real(files: StagedCase, sequence: str, src: Path, status: str = "real",
+              labels: tuple[str, str] | None = None) -> tuple[str, str]:
+    """Copy the real file ``src`` of ``sequence`` (``"seg"``: the label map, whose convention
+    ``labels = (site's, target's)`` is converted when they differ); BIDS: with its sidecar.
+    Returns the file relative to ``OUT`` and a message. Raises ``ValueError`` for label values
+    that do not convert."""
+    path, rel = files.path(sequence, status, nifti_suffix(src))
+    messages = []
+    if labels and labels[0] != labels[1]:
+        atomic_write_nifti(path, convert_labels(nib.load(src), *labels))
+        messages.append(f"labels converted from {labels[0]} to {labels[1]}")
+    else:
+        shutil.copy2(src, path)
+    if files.bids:
+        carried, note = input_sidecar(sidecar_path(src))
+        record = {"synthetic": False, "status": "real", "case": files.where.case_id,
+                  "sequence": sequence, "input_file": src.name, "harmonix_version": __version__}
+        if labels:
+            record["labels"] = labels[1]
+        atomic_write_json(sidecar_path(path), {**carried, **record})
+        messages += [note] if note else []
+    return rel, "; ".join(messages)
+
+
+def brain_on_input_grid(prepared) -> np.ndarray:
+    """The case's brain mask (``prepared.brain_mask``) on the input's grid (nearest neighbour)."""
+    mask = restore(prepared.brain_mask.astype(np.uint8), prepared.record, is_label=True)
+    return np.asarray(mask.dataobj) > 0
+
+
+def synthetic_volume(translation, status: str, data: np.ndarray, like, *, record,
+                     brain: np.ndarray | None, intensity: str = "input", like_name: str = ""):
+    """The NIfTI image of a model-scale volume ``data`` (on the input's grid) made from ``like``,
+    the real image of ``translation.source``, and the scale it is on (for the sidecar):
+    ``intensity="input"`` maps it onto ``like``'s scale and dtype (``record``: the case's
+    ``GridRecord``; ``brain``: :func:`brain_on_input_grid`), ``"model"`` keeps float32 0..255.
+    What ``harmonize`` writes and ``harmonix.fill_case`` returns."""
+    t = translation
+    scale = None
+    if intensity == "input":
+        scale = scale_of(record, t.source, like, like_name)
+        data = to_scale(data, brain, scale)
+    image = synthetic_image(data, like, f"harmonix SYNTHETIC {status} from {t.source}", scale)
+    return image, (scale.to_dict() if scale else dict(MODEL_SCALE))
+
+
+def write_synthetic(files: StagedCase, translation, status: str, data: np.ndarray,
+                    like_path: Path, *, record, brain: np.ndarray | None, intensity: str,
+                    sidecar: dict[str, Any], source_file: str = "") -> str:
+    """Write a model-scale volume ``data`` (on the input's grid) made from the real file
+    ``like_path`` of ``translation.source``; returns its path relative to ``OUT``.
+
+    ``intensity="input"`` maps it onto that file's scale and dtype (``record`` is the case's
+    ``GridRecord``, ``brain`` its brain mask on the input's grid); ``"model"`` keeps float32
+    0..255. The sidecar gets the scale; BIDS adds ``Description``, ``Sources`` (``source_file``,
+    the source's real copy relative to ``OUT``) and, for aligned volumes, the input's sidecar."""
+    t = translation
+    like = nib.load(like_path)  # the file's header: codes, units, dtype, scaling
+    image, scale = synthetic_volume(t, status, data, like, record=record, brain=brain,
+                                    intensity=intensity, like_name=like_path.name)
+    path, rel = files.path(t.sequence, status, nifti_suffix(like_path))
+    atomic_write_nifti(path, image)
+    meta = {**sidecar, "intensity": scale}
+    if files.bids:
+        carried = input_sidecar(sidecar_path(like_path))[0] if status == "aligned" else {}
+        what = (f"{t.sequence} generated from the case's real {t.source}" if status == "generated"
+                else f"{t.sequence} translated from {t.source_domain} into {t.target_domain}")
+        meta = {**carried, "Description": f"SYNTHETIC: {what} by harmonix; not a real scan",
+                **({"Sources": [dataset_uri(source_file)]} if source_file else {}), **meta}
+    atomic_write_json(sidecar_path(path), meta)
+    return rel

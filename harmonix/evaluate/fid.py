@@ -1,0 +1,143 @@
+"""FID per (source, target) sequence pair and the paper's tests on it (Fig. 4).
+
+**Design.** The cases are split in two halves A and B (alternating, in case order; one case:
+alternating slices). Per target sequence ``t`` the baseline is FID(real ``t`` of A, real ``t`` of
+B); a pair ``s -> t`` is FID(``t`` generated from ``s`` of A, real ``t`` of B), and the *real*
+comparison FID(real ``s`` of A, real ``t`` of B): how far the source itself is from the target,
+which is what copying it would give. Every comparison thus has the same sample sizes and
+reference set, and FID's small-sample bias is the baseline's.
+
+**Tests** (:func:`fid_statistics`). The sequence pairs are the blocks; the groups are real
+(source vs target), generated without LAM and generated with LAM: Friedman across the three,
+Dunn's post hoc test in the within-block form with Bonferroni's correction, and Cohen's d, as
+the paper reports (``rank_sum_difference`` is the number GraphPad prints). Without a generator
+trained with ``--no-lam`` that column is left out and the Friedman test with it (a note says so).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harmonix.evaluate.results import CROSS, MAIN, NO_LAM, Evaluation
+from harmonix.evaluate.stats import block_statistics
+from harmonix.interfaces import ImageSetMetric
+from harmonix.progress import progress_task
+
+FID_GROUPS = {"real": "real (source vs target)", NO_LAM: "generated without LAM",
+              MAIN: "generated with LAM"}
+
+
+def compute_fid(ev: Evaluation, bank, sequences: Sequence[str], labels: Sequence[str], *,
+                metrics: Mapping[str, ImageSetMetric], fid_slices: int, seed: int,
+                progress: bool) -> None:
+    """Add the rows of every image-set metric (FID and any other ``metrics``) to ``ev``: kind
+    "fid" per sequence pair, kind cross-center for the local T2; ``metric`` names the metric.
+    Every metric compares the same seeded slice sets."""
+    real_a = {s: bank.stack(bank.real.get(("A", s), [])) for s in sequences}
+    real_b = {s: bank.stack(bank.real.get(("B", s), [])) for s in sequences}
+    size = min(fid_slices, *(len(v) for v in (*real_a.values(), *real_b.values())))
+    if size < 2:
+        ev.notes.append(f"{', '.join(metrics).upper()} skipped: fewer than 2 real slices in a "
+                        "half (too few cases)")
+        return
+    rng = np.random.default_rng(seed)
+
+    def equal(slices: np.ndarray) -> np.ndarray:
+        """Every set the same size: a seeded subset of ``size`` slices."""
+        keep = np.sort(rng.choice(len(slices), size, replace=False))
+        return slices[keep] if len(slices) > size else slices
+
+    sets_a = {s: equal(v) for s, v in real_a.items()}
+    sets_b = {s: equal(v) for s, v in real_b.items()}
+    generated = {}
+    for label in labels:
+        for t in sequences:
+            for s in sequences:
+                made = bank.stack(bank.generated.get((label, s, t), [])) if s != t else []
+                if len(made) >= 2:
+                    generated[(label, s, t)] = equal(made)
+    cross = bank.cross
+    n_sets = len(sets_a) + len(sets_b) + len(generated) + (2 if cross is not None else 0)
+    with progress_task("image sets (features)", total=n_sets * len(metrics),
+                       quiet=not progress) as advance:
+        for name, metric in metrics.items():
+            def features(slices, metric=metric):
+                value = metric.features(slices)
+                advance(1)
+                return value
+
+            _pair_rows(ev, name, metric, sequences, features, sets_a, sets_b, generated, cross)
+
+
+def _pair_rows(ev: Evaluation, name: str, metric: ImageSetMetric, sequences, features, sets_a,
+               sets_b, generated, cross) -> None:
+    """One image-set metric's rows: real vs real per target, real source vs real target,
+    generated vs real per (generator, source, target), and the cross-center T2."""
+    feats_a = {s: features(v) for s, v in sets_a.items()}
+    feats_b = {s: features(v) for s, v in sets_b.items()}
+    base = dict(case="", scenario="fid", kind="fid", metric=name)
+    for t in sequences:
+        ev.add(**base, strategy="real", sequence=t, source=t,
+               value=metric.distance(feats_a[t], feats_b[t]))
+        for s in sequences:
+            if s != t:
+                ev.add(**base, strategy="copy", sequence=t, source=s,
+                       value=metric.distance(feats_a[s], feats_b[t]))
+    for (label, s, t), made in generated.items():
+        ev.add(**base, strategy="generated", generator=label, sequence=t, source=s,
+               value=metric.distance(features(made), feats_b[t]))
+    if cross is not None:
+        center, local, aligned = cross
+        reference = np.concatenate([feats_a["t2"], feats_b["t2"]])
+        if len(local) >= 2:
+            cc = dict(case="", scenario=CROSS, kind=CROSS, metric=name, sequence="t2")
+            ev.add(**cc, strategy="copy", source=f"{center}/t2",
+                   value=metric.distance(features(local), reference))
+            ev.add(**cc, strategy="generated", generator=MAIN, source=f"{center}/t2",
+                   value=metric.distance(features(aligned), reference))
+
+
+def fid_wide(fid: pd.DataFrame) -> pd.DataFrame:
+    """Sequence pairs (``"s->t"``, rows) x groups (``lam``, ``no-lam``, ``real``; those present)
+    from the FID rows of a results table."""
+    rows = fid[(fid["metric"] == "fid") & (fid["kind"] == "fid")]
+    columns: dict[str, pd.Series] = {}
+    for label in (MAIN, NO_LAM):  # the paper's order: "with LAM vs without LAM", "... vs real"
+        made = rows[(rows["strategy"] == "generated") & (rows["generator"] == label)]
+        if not made.empty:
+            columns[label] = pd.Series(made["value"].to_numpy(float),
+                                       index=made["source"] + "->" + made["sequence"])
+    real = rows[rows["strategy"] == "copy"]
+    if not real.empty:
+        columns["real"] = pd.Series(real["value"].to_numpy(float),
+                                    index=real["source"] + "->" + real["sequence"])
+    wide = pd.DataFrame(columns)
+    wide.index.name = "pair"
+    return wide
+
+
+def fid_statistics(fid: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """``(friedman, dunn, notes)`` of the FID rows: one-row Friedman table and the pairs table
+    (:func:`harmonix.evaluate.stats.block_statistics`, Bonferroni) with readable group names."""
+    wide = fid_wide(fid)
+    notes = []
+    if NO_LAM not in wide.columns:
+        notes.append("FID statistics without the 'generated without LAM' column: give a "
+                     "generator trained with --no-lam as --generator-no-lam for the paper's "
+                     "three-way comparison")
+    if wide.shape[1] < 2:
+        return pd.DataFrame(), pd.DataFrame(), notes + ["FID statistics need two groups"]
+    friedman, pairs = block_statistics(wide, p_adjust="bonferroni")
+    friedman_row: dict[str, Any] = {"groups": ", ".join(FID_GROUPS[c] for c in wide.columns),
+                                    **friedman}
+    if not pairs.empty:
+        for column in ("group_a", "group_b"):
+            pairs[column] = pairs[column].map(FID_GROUPS)
+    return pd.DataFrame([friedman_row]), pairs, notes
+
+
+__all__ = ["FID_GROUPS", "compute_fid", "fid_statistics", "fid_wide"]

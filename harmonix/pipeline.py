@@ -1,0 +1,449 @@
+"""The harmonize pipeline: fill every missing target sequence of a site's cases, optionally align
+the present ones into the target domain, and write the cases back on their own grids in the
+target's layout.
+
+Per case: read the present sequences (:mod:`harmonix.data.site`), preprocess them with the
+generator's own preprocessing (:mod:`harmonix.data.preprocess`, the model card's
+``"preprocessing"``), translate the axial slices that contain brain in batches with the generator's
+EMA weights, map the result back onto the case's original shape and affine with ``restore`` and
+write it. Outputs of one case (``OUT/CASE/``):
+
+* real sequences copied byte-identically under the target's file names; the label map copied too
+  (its values converted when the site's label convention differs from the target's);
+* each generated sequence on the case's grid, by default on the intensity scale and dtype of its
+  real counterpart (its source sequence; :mod:`harmonix.intensity`), with ``intensity="model"``
+  as ``float32`` on harmonix's preprocessed 0..255 scale; with the input's extension;
+* with ``align``, each present sequence translated from the case's center domain into the target
+  domain goes to ``OUT/_aligned/CASE/`` under the same file name, so that ``OUT`` stays a site of
+  real plus generated cases and the originals are kept (``_`` folders are not cases of a site);
+  with ``merge_aligned`` it takes the real copy's place in ``OUT/CASE/`` and the real copy goes
+  to ``OUT/CASE/_original/``;
+* ``layout="bids"``: a BIDS derivatives dataset in ``OUT/derivatives/harmonix/`` instead
+  (:mod:`harmonix.bids`, :class:`harmonix.outputs.CaseOutput`).
+
+Every generated or aligned volume is flagged as synthetic three times: the NIfTI ``descrip``
+(``harmonix SYNTHETIC from t1``), a JSON sidecar next to it, and ``OUT/manifest.csv``.
+
+A case is built in a hidden staging folder ``OUT/.partial-CASE-PID`` and moved into place when
+complete, so ``OUT/CASE`` exists only for finished cases; ``OUT/CASE/.harmonix-case.json`` (written
+last) records the settings, a fingerprint of every input file and the rows. A re-run skips a case
+only when all of them match, and replaces a case folder only when it is harmonix's own: its record
+names the case and every file in it. Anything else in the way is an error for that case; harmonix
+never removes what it did not write (:mod:`harmonix.outputs`, docs/reliability.md).
+
+Planning and translation live in :mod:`harmonix.translate`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from harmonix.bids import write_description
+from harmonix.cards import portable_path
+from harmonix.case_files import StagedCase, brain_on_input_grid, copy_real, write_synthetic
+from harmonix.checkpoints import as_generator
+from harmonix.data.load import load_case
+from harmonix.data.preprocess import preprocess_case, restore
+from harmonix.data.site import read_site
+from harmonix.errors import HarmonixError, InputError
+from harmonix.interfaces import Generator
+from harmonix.io import atomic_write_json
+from harmonix.outputs import (
+    CASE_RECORD,
+    MANIFEST_NAME,
+    STAGING_MARKER,
+    SYNTHETIC_STATUSES,
+    CaseOutput,
+    ManifestRow,
+    card_hash,
+    check_out_folder,
+    check_output_options,
+    commit_case,
+    foreign,
+    input_fingerprints,
+    mark_staging,
+    record_ok,
+    remove_stale,
+)
+from harmonix.progress import progress_task
+from harmonix.registry import Registry, Target, load_registry
+from harmonix.shards import Merged, Shard, check_part, shard_of, write_run_manifest
+from harmonix.translate import (
+    Translation,
+    check_grid,
+    load_references,
+    plan_translations,
+    preprocess_config_from_card,
+    resolve_target,
+    translate_volume,
+)
+from harmonix.version import __version__
+
+MIN_COVERAGE = 0.9  # a generated volume whose brain the model's crop covers less fails
+WARN_COVERAGE = 0.99
+
+
+@dataclass
+class CaseOutcome:
+    case: str
+    status: str  # "done", "skipped" or "failed"
+    rows: list[ManifestRow]
+    seconds: float = 0.0
+
+    @property
+    def n_synthetic(self) -> int:
+        return sum(r.status in SYNTHETIC_STATUSES for r in self.rows)
+
+
+@dataclass
+class HarmonizeResult:
+    """What :func:`harmonize_site` did: one outcome per case and the manifest it wrote (a
+    shard's: its part; ``merged``: the site manifest, when this shard wrote the last part)."""
+
+    out: Path
+    manifest: Path
+    cases: list[CaseOutcome] = field(default_factory=list)
+    ignored: list[Any] = field(default_factory=list)  # site Problems: files read as no case
+    shard: Shard | None = None
+    merged: Merged | None = None
+
+    @property
+    def rows(self) -> list[ManifestRow]:
+        return [row for case in self.cases for row in case.rows]
+
+    @property
+    def failed(self) -> list[str]:
+        return [c.case for c in self.cases if c.status == "failed"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def count(self, status: str) -> int:
+        return sum(c.status == status for c in self.cases)
+
+
+# -- one case --------------------------------------------------------------------------------------
+class _CaseFailed(Exception):
+    def __init__(self, rows: list[ManifestRow]):
+        self.rows = rows
+
+
+@dataclass
+class _Job:
+    """Everything that is the same for every case of a run."""
+
+    out: Path
+    target: Target
+    generator: Generator
+    registry: Registry
+    config: Any
+    settings: dict[str, Any]  # what a finished case must share with this run to be skipped
+    model_name: str
+    site_center: str
+    sources: Sequence[str] | None
+    align: bool
+    references: Mapping[str, np.ndarray] | None
+    batch_size: int
+    seed: int
+    min_coverage: float = MIN_COVERAGE
+    intensity: str = "input"  # INTENSITY_MODES
+    layout: str = "target"  # OUTPUT_LAYOUTS
+    merge_aligned: bool = False
+
+    def where(self, case_id: str) -> CaseOutput:
+        return CaseOutput(case_id, self.target, self.layout, self.merge_aligned)
+
+
+def _failed(case_id: str, problems: Iterable[tuple[str, str]]) -> _CaseFailed:
+    return _CaseFailed([ManifestRow(case_id, seq, "failed", "", msg) for seq, msg in problems])
+
+
+def _sidecar(job: _Job, t: Translation, status: str, model: str, case_id: str) -> dict[str, Any]:
+    return {
+        "synthetic": True,
+        "warning": "synthetic image made by a generative model; never read it as a real scan",
+        "status": status,
+        "case": case_id,
+        "sequence": t.sequence,
+        "source_sequences": [t.source],
+        "source_domain": t.source_domain,
+        "target": job.target.name,
+        "target_domain": t.target_domain,
+        "guidance": "reference" if job.references else "latent",
+        "seed": job.seed,
+        "model": model,
+        "model_card_sha256": job.settings["model_card_sha256"],
+        "harmonix_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "note": t.note,
+    }
+
+
+def _harmonize_case(case, job: _Job, stage: Path) -> list[ManifestRow]:
+    """Write one complete case into ``stage/case`` (and ``stage/aligned``); return its rows."""
+    case_id, target = case.id, job.target
+    if not case.ok:
+        raise _failed(case_id, [("", f"{p.path}: {p.message}") for p in case.problems])
+    present = [s for s in case.sequences]
+    fills, alignments, errors = plan_translations(
+        present, target, job.generator.domains, center=job.site_center, sources=job.sources,
+        align=job.align, registry=job.registry,
+    )
+    if errors:
+        raise _failed(case_id, errors.items())
+    try:
+        loaded = load_case(case)
+    except InputError as exc:
+        raise _failed(case_id, [("", str(exc))]) from None
+
+    files = StagedCase(stage, job.where(case_id))
+    (stage / "case").mkdir()
+    merged = {t.sequence for t in alignments} if job.merge_aligned else set()
+    rows: list[ManifestRow] = []
+    real_files: dict[str, str] = {}
+    for seq in [s for s in target.sequences if s in present]:
+        src = Path(case.sequences[seq])
+        rel, message = copy_real(files, seq, src, "original" if seq in merged else "real")
+        real_files[seq] = rel
+        rows.append(ManifestRow(case_id, seq, "real", str(src), message, rel))
+    if case.label is not None:
+        convention = getattr(case, "label_convention", None) or target.labels
+        try:
+            rel, message = copy_real(files, "seg", Path(case.label),
+                                     labels=(convention, target.labels))
+        except ValueError as exc:
+            raise _failed(case_id, [("seg", f"{case.label}: {exc}")]) from None
+        rows.append(ManifestRow(case_id, "seg", "real", str(case.label), message, rel))
+
+    if fills or alignments:
+        try:
+            prepared = preprocess_case(dict(loaded.images), job.config, case_id=case_id)
+        except (InputError, ValueError) as exc:
+            raise _failed(case_id, [("", f"preprocessing failed: {exc}")]) from None
+        coverage, coverage_note = _check_coverage(prepared, job)
+        model = job.model_name
+        brain = brain_on_input_grid(prepared) if job.intensity == "input" else None
+        for t, status in [*[(t, "generated") for t in fills],
+                          *[(t, "aligned") for t in alignments]]:
+            volume = translate_volume(
+                prepared.volumes[t.source], prepared.brain_mask, job.generator,
+                t.source_domain, t.target_domain,
+                reference=(job.references or {}).get(t.sequence),
+                batch_size=job.batch_size, seed=job.seed,
+            )
+            like_path = Path(case.sequences[t.source])
+            like = nib.load(like_path)
+            restored = restore(volume, prepared.record)
+            if tuple(restored.shape[:3]) != tuple(like.shape[:3]) or not np.allclose(
+                restored.affine, like.affine, atol=1e-4
+            ):
+                raise _failed(case_id, [(t.sequence, "restore did not give the input grid")])
+            sidecar = {**_sidecar(job, t, status, model, case_id), "brain_coverage": coverage}
+            rel = write_synthetic(
+                files, t, status, np.asarray(restored.dataobj, np.float32), like_path,
+                record=prepared.record, brain=brain, intensity=job.intensity, sidecar=sidecar,
+                source_file=real_files.get(t.source, ""),
+            )
+            note = "; ".join(n for n in (t.note, coverage_note) if n)
+            rows.append(ManifestRow(case_id, t.sequence, status, t.source_domain, note,
+                                    rel, f"{coverage:.4f}"))
+    record = {"case": case_id, "settings": job.settings, "inputs": input_fingerprints(case),
+              "rows": [vars(r) for r in rows]}
+    if (stage / "aligned").is_dir():  # marks the aligned folder as harmonix's too
+        atomic_write_json(stage / "aligned" / CASE_RECORD, {"case": case_id, "aligned": True})
+    atomic_write_json(stage / "case" / CASE_RECORD, record)
+    return rows
+
+
+def _check_coverage(prepared, job: _Job) -> tuple[float, str]:
+    """The fraction of the case's brain inside the model's crop, and a note when it is short;
+    a case whose brain the crop cuts by more than ``job.min_coverage`` fails."""
+    coverage = float(prepared.coverage)
+    if coverage >= WARN_COVERAGE:
+        return coverage, ""
+    crop, spacing = job.config.crop_shape, job.config.spacing
+    fov = "x".join(f"{n * spacing:g}" for n in crop)
+    message = (f"the model's field of view ({fov} mm: a {'x'.join(map(str, crop))} crop at "
+               f"{spacing:g} mm) covers {coverage:.1%} of this case's brain; the rest is 0")
+    if coverage < job.min_coverage:
+        raise _failed(prepared.case_id, [("", f"{message}. Use a model trained with a larger crop "
+                                              f"or spacing, or lower --min-coverage "
+                                              f"(now {job.min_coverage:g})")])
+    return coverage, message
+
+
+def harmonize_site(
+    site_dir: str | Path,
+    *,
+    target: str | None = None,
+    model: str | Path | Generator,
+    out: str | Path,
+    center: str | None = None,
+    align: bool = False,
+    sources: Sequence[str] | None = None,
+    reference: str | Path | None = None,
+    device: str = "cpu",
+    batch_size: int = 16,
+    overwrite: bool = False,
+    preprocess=None,
+    seed: int = 0,
+    min_coverage: float = MIN_COVERAGE,
+    intensity: str = "input",
+    layout: str = "target",
+    merge_aligned: bool = False,
+    shard: Shard | str | None = None,
+    progress: bool = False,
+    on_site: Callable[[Any], None] | None = None,
+    on_case: Callable[[CaseOutcome], None] | None = None,
+) -> HarmonizeResult:
+    """Complete every case of ``site_dir`` for ``target`` and write them to ``out``.
+
+    ``model`` is a run directory, checkpoint or loaded :class:`~harmonix.interfaces.Generator`;
+    ``center`` overrides the site's center (its source domains); ``align`` also translates the
+    present sequences into the target domain; ``sources`` restricts and orders the sequences
+    used as sources (default: registry ``defaults.source_priority``); ``reference`` is a site of
+    real target-domain cases whose slices give the target style (default: latent-guided);
+    ``preprocess`` overrides the model card's ``PreprocessConfig``. Cases finished by an earlier
+    run with the same settings from the same input files are skipped unless ``overwrite``;
+    a case folder already in ``out`` is replaced only when harmonix wrote all of it. A generated
+    volume whose brain the model's crop covers less than ``min_coverage`` fails its case.
+    ``intensity``: ``"input"`` writes synthetic volumes on their real counterpart's scale and
+    dtype, ``"model"`` as float32 0..255 (:mod:`harmonix.intensity`); ``layout``: ``"target"``
+    (the target's file names) or ``"bids"`` (a BIDS derivatives dataset); ``merge_aligned``
+    (implies ``align``) puts aligned volumes in the case folders, the real copies in
+    ``_original/`` (:class:`~harmonix.outputs.CaseOutput`). ``shard`` (``"K/N"``) does only
+    shard K's cases and writes its manifest part; the last part merges them
+    (:mod:`harmonix.shards`). Per-case errors become ``failed``
+    rows; files of the site that belong to no case are in ``result.ignored``;
+    ``KeyboardInterrupt`` writes the manifest of the finished cases and is re-raised.
+    ``progress`` shows a rich progress bar over the cases (joining a display that is already
+    running, see :mod:`harmonix.progress`); ``on_site(site)`` is called once the site is read,
+    before any work, and ``on_case(outcome)`` after each case.
+    """
+    registry = load_registry()
+    target_spec = resolve_target(target or registry.defaults.get("target", "brats"), registry)
+    site_dir, out, shard = Path(site_dir), Path(out), shard_of(shard)
+    if not 0 <= min_coverage <= 1:
+        raise ValueError(f"min_coverage must be between 0 and 1, got {min_coverage}")
+    check_out_folder(out, site_dir)
+    site = read_site(site_dir, center=center)
+    check_out_folder(out, site.root)
+    check_part(out, shard)
+    unknown = [s for s in sources or () if s not in registry.sequences]
+    if unknown:
+        known = ", ".join(registry.sequences)
+        raise ValueError(f"unknown source sequences {unknown}; known: {known}")
+    check_output_options(out, intensity, layout, [case.id for case in site.cases])
+    align = bool(align or merge_aligned)
+    if on_site:
+        on_site(site)
+    generator = as_generator(model, device)
+    model_name = f"<{type(model).__name__}>" if generator is model else portable_path(model)
+    config = preprocess or preprocess_config_from_card(generator)
+    check_grid(config, generator)
+    if align and site.center != target_spec.center:
+        centers = sorted({d.split("/", 1)[0] for d in generator.domains})
+        if site.center not in centers:
+            raise InputError(site.root, (
+                f"--align: the model was not trained on center '{site.center}' (its domains: "
+                f"{', '.join(generator.domains)}); to align a new center, train with that "
+                "center's site as well (harmonix train --data SITE ...), or give --center one "
+                f"of {', '.join(centers)} if this site is one of them"))
+    references = None
+    if reference is not None:
+        references, ref_center = load_references(reference, target_spec, config)
+        if ref_center != target_spec.center:
+            warnings.warn(
+                f"reference site {reference} is from center '{ref_center}', not the target's "
+                f"'{target_spec.center}'", RuntimeWarning, stacklevel=2,
+            )
+    settings = {
+        "target": target_spec.name,
+        "center": site.center,
+        "align": bool(align),
+        "sources": list(sources) if sources else None,
+        "reference": str(Path(reference).resolve()) if reference else None,
+        "model_card_sha256": card_hash(generator.card or {}),
+        "preprocess": dataclasses.asdict(config),
+        "seed": seed,
+        "intensity": intensity,
+        "layout": layout,
+        "merge_aligned": bool(merge_aligned),
+    }
+    job = _Job(out, target_spec, generator, registry, config, json.loads(json.dumps(settings)),
+               model_name, site.center, sources, align, references,
+               batch_size, seed, min_coverage, intensity, layout, bool(merge_aligned))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(out, f"cannot create the output folder: {exc.strerror or exc}") from None
+    remove_stale(out, shared=shard is not None)
+    if layout == "bids":
+        write_description(out, site.root.resolve().name)
+    cases = shard.select(site.cases) if shard else site.cases
+    result = HarmonizeResult(out, out / (shard.part_name if shard else MANIFEST_NAME),
+                             ignored=list(site.problems), shard=shard)
+    finished = False
+    try:
+        with progress_task("harmonize", total=len(cases), quiet=not progress) as advance:
+            for case in cases:
+                advance(0, case=case.id)
+                outcome = _run_case(case, job, overwrite)
+                result.cases.append(outcome)
+                if on_case:
+                    on_case(outcome)
+                advance(1, case=case.id)
+        finished = True
+    finally:
+        # written on success, error and Ctrl-C alike: the manifest of the cases that are done
+        result.merged = write_run_manifest(out, result.rows, shard, merge=finished)
+    return result
+
+
+def _run_case(case, job: _Job, overwrite: bool) -> CaseOutcome:
+    start = time.perf_counter()
+    where = job.where(case.id)
+    final = job.out / where.folder
+    try:
+        inputs = input_fingerprints(case)
+    except OSError:
+        inputs = None  # unreadable inputs: the case fails below, naming the file
+    if not overwrite and inputs is not None and (
+        rows := record_ok(final, case.id, job.settings, inputs, job.out)
+    ) is not None:
+        return CaseOutcome(case.id, "skipped", rows)
+    problem = foreign(job.out, case.id, where)
+    if problem:
+        return CaseOutcome(case.id, "failed", [ManifestRow(case.id, "", "failed", "", problem)])
+    stage = job.out / f".partial-{case.id}-{os.getpid()}"
+    try:
+        if (stage / STAGING_MARKER).is_file():
+            shutil.rmtree(stage)
+        stage.mkdir()
+        mark_staging(stage)
+        rows = _harmonize_case(case, job, stage)
+        commit_case(stage, job.out, case.id, where)
+        return CaseOutcome(case.id, "done", rows, time.perf_counter() - start)
+    except _CaseFailed as exc:
+        return CaseOutcome(case.id, "failed", exc.rows, time.perf_counter() - start)
+    except (HarmonixError, OSError, ValueError, RuntimeError) as exc:
+        row = ManifestRow(case.id, "", "failed", "", f"{type(exc).__name__}: {exc}")
+        return CaseOutcome(case.id, "failed", [row], time.perf_counter() - start)
+    finally:
+        if (stage / STAGING_MARKER).is_file():
+            shutil.rmtree(stage, ignore_errors=True)
+

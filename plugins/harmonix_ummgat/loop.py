@@ -1,0 +1,143 @@
+"""The training loop: batches through a DataLoader, the step, and its side jobs (progress,
+TensorBoard, sample grids, checkpoints).
+
+TensorBoard is optional (the ``train`` extra): without it a run trains the same and writes no
+TensorBoard logs, saying so in one warning.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from harmonix import checkpoints as ckpt
+from harmonix.extras import MissingExtraError, require
+from harmonix.progress import progress_task
+from harmonix_ummgat.data import BatchSource, iteration_seed, seed_everything
+from harmonix_ummgat.generator import UMMGATGenerator
+from harmonix_ummgat.samples import save_sample_grid
+from harmonix_ummgat.settings import RunSettings
+from harmonix_ummgat.solver import Solver
+
+
+class IterationBatches(Dataset):
+    """Item ``i`` is iteration ``i``'s batch: a pure function of (seed, i, rank), so worker
+    processes can assemble batches ahead of the step without changing what is trained on."""
+
+    def __init__(self, source: BatchSource, batch: int, iters: int):
+        self.source, self.batch, self.iters = source, batch, iters
+
+    def __len__(self) -> int:
+        return self.iters
+
+    def __getitem__(self, iteration: int):
+        return self.source.batch(iteration, self.batch)
+
+
+def batch_loader(source: BatchSource, batch: int, start: int, iters: int, *, workers: int,
+                 pin_memory: bool) -> DataLoader:
+    """Iterations ``start..iters-1`` in order, assembled by ``workers`` processes (0: here)."""
+    return DataLoader(
+        IterationBatches(source, batch, iters), batch_size=None, sampler=range(start, iters),
+        num_workers=workers, pin_memory=pin_memory, prefetch_factor=4 if workers else None,
+        persistent_workers=False,
+    )
+
+
+def default_workers(device: torch.device) -> int:
+    return min(4, os.cpu_count() or 1) if device.type == "cuda" else 0
+
+
+def tensorboard_writer(log_dir: Path, purge_step: int):
+    """A TensorBoard ``SummaryWriter`` into ``log_dir``, or ``None`` (with one warning) when
+    TensorBoard is not installed."""
+    try:
+        module = require("torch.utils.tensorboard", "TensorBoard logging")
+    except MissingExtraError as exc:
+        warnings.warn(f"no TensorBoard logs for this run: {exc}", RuntimeWarning, stacklevel=2)
+        return None
+    return module.SummaryWriter(str(log_dir), purge_step=purge_step)
+
+
+def loss_line(losses: dict[str, float]) -> str:
+    d = losses.get("D/latent_real", 0.0) + losses.get("D/latent_fake", 0.0)
+    parts = [f"D {d:.3f}", f"R1 {losses.get('D/latent_r1', 0.0):.3f}"]
+    for key in ("adv", "sty", "cyc", "les", "les_cyc", "ds"):
+        if f"G/latent_{key}" in losses:
+            parts.append(f"{key} {losses[f'G/latent_{key}']:.3f}")
+    return " ".join(parts)
+
+
+class Loop:
+    """Runs iterations ``start..iters-1`` of one process (rank 0 writes)."""
+
+    def __init__(self, run_dir: Path, rank: int, solver: Solver, source: BatchSource,
+                 card: dict[str, Any], settings: RunSettings, *, progress: bool, callback=None):
+        self.run_dir, self.rank, self.solver, self.source = run_dir, rank, solver, source
+        self.card, self.settings = card, settings
+        self.main = rank == 0
+        self.show_progress = progress and self.main
+        self.callback = callback
+        self.writer = None
+        self.last_losses = ""
+
+    def _checkpoint(self, done: int) -> None:
+        ckpt.save_checkpoint(
+            self.run_dir, done, tensors=self.solver.state_tensors(), card=self.card,
+            training_state={"iteration": done, "optimizers": self.solver.optimizer_state()},
+            keep=self.settings.keep_checkpoints,
+        )
+
+    def _samples(self, done: int) -> None:
+        generator = UMMGATGenerator(self.solver.ema, self.card, self.solver.device)
+        images, names = self.source.fixed_sources()
+        path = self.run_dir / "samples" / f"iter_{done:06d}.png"
+        _, grid = save_sample_grid(generator, images, names, path)
+        if self.writer is not None:
+            rows = [torch.cat(list(row), dim=-1) for row in grid]  # (H, cols*W) per row
+            self.writer.add_image("samples", torch.cat(rows, dim=-2)[None] / 255.0, done)
+
+    def run(self, start: int, iters: int) -> None:
+        solver, settings = self.solver, self.settings
+        if self.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.writer = tensorboard_writer(self.run_dir / "tensorboard", start + 1)
+        workers = settings.loader_workers
+        workers = default_workers(solver.device) if workers is None else workers
+        loader = batch_loader(self.source, solver.recipe.batch, start, iters, workers=workers,
+                              pin_memory=solver.device.type == "cuda")
+        try:
+            with progress_task("train", total=iters, quiet=not self.show_progress) as advance:
+                advance(start)
+                for it, batch in enumerate(loader, start):
+                    # the step's own randomness, if any, is the iteration's too (exact resume)
+                    seed_everything(iteration_seed(self.source.seed, it, self.rank) ^ 1)
+                    losses = solver.step(batch.to(solver.device, solver.channels_last), it)
+                    done = it + 1
+                    if self.main:
+                        self.last_losses = self._side_jobs(done, iters, start, losses)
+                    advance(1, losses=self.last_losses)
+                    if self.callback is not None:
+                        self.callback(done, losses, solver)
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+
+    def _side_jobs(self, done: int, iters: int, start: int, losses) -> str:
+        """Logging, samples and checkpoints due at ``done``; the loss line for the display."""
+        s, line = self.settings, self.last_losses
+        if done % s.log_every == 0 or done in (iters, start + 1):
+            values = {k: float(v) for k, v in losses.items()}
+            for key, value in values.items() if self.writer is not None else ():
+                self.writer.add_scalar(key, value, done)
+            line = loss_line(values)
+        if done % s.sample_every == 0 or done == iters:
+            self._samples(done)
+        if done % s.checkpoint_every == 0 or done == iters:
+            self._checkpoint(done)
+        return line

@@ -1,0 +1,145 @@
+"""``harmonix.fill_case``: one case in memory, completed exactly as ``harmonize`` completes it."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+import harmonix
+from harmonix.interfaces import Generator
+
+SPACING, SIZE = 6.0, 32
+CASE = "BraTS19_SYN_0001"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """A 2-case built-in BraTS site at 6 mm, a UMMGAT run trained on it for one iteration, and
+    an incomplete copy of the first case (t1 and t2 only) harmonized with that run, on the
+    input's intensity scale (the default) and on the model's."""
+    from typer.testing import CliRunner
+
+    from harmonix.cli import _load_commands, app
+    from harmonix.data.synth import synthesize_site
+
+    root = tmp_path_factory.mktemp("fill")
+    site = synthesize_site(root / "brats", 2, center="brats", spacing=SPACING, workers=1)
+    _load_commands()
+    run = root / "run"
+    result = CliRunner().invoke(app, [str(a) for a in (
+        "train", "--data", site, "--out", run, "--iters", 1, "--batch-size", 2, "--size", SIZE,
+        "--spacing", SPACING, "--pairing", "all", "--no-lam", "--device", "cpu",
+        "--checkpoint-every", 1, "--sample-every", 1000, "--backbone-option", "preset=tiny",
+    )], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    incomplete = root / "incomplete"
+    (incomplete / CASE).mkdir(parents=True)
+    for seq in ("t1", "t2"):
+        shutil.copy(site / CASE / f"{CASE}_{seq}.nii.gz", incomplete / CASE)
+    for intensity in ("input", "model"):
+        done = harmonix.harmonize(incomplete, target="brats", model=run, center="brats", seed=3,
+                                  out=root / f"harmonized-{intensity}", intensity=intensity)
+        assert done.ok and {r.sequence for r in done.rows if r.status == "generated"} == {
+            "t1ce", "flair"}
+    return root, run, incomplete / CASE, root / "harmonized-{}" / CASE
+
+
+def inputs(case: Path, keys=("t1", "t2")) -> dict[str, nib.Nifti1Image]:
+    return {key: nib.load(case / f"{CASE}_{key.lower()}.nii.gz") for key in keys}
+
+
+@pytest.mark.parametrize("intensity, dtype", [("input", np.int16), ("model", np.float32)])
+def test_fill_case_equals_harmonize_on_the_same_case(built, intensity, dtype):
+    _, run, case, written = built
+    written = Path(str(written).format(intensity))
+    images = inputs(case, keys=("T1", "t2"))  # a sequence alias as key, as users write them
+    assert images["T1"].get_data_dtype() == np.int16  # the built-in data's scanner type
+    filled = harmonix.fill_case(images, run, "brats", seed=3, intensity=intensity)
+    assert list(filled) == ["t1", "t1ce", "t2", "flair"]  # the target's sequences, in order
+    assert filled["t1"] is images["T1"] and filled["t2"] is images["t2"]  # real: unchanged
+    for seq in ("t1ce", "flair"):
+        image, on_disk = filled[seq], nib.load(written / f"{CASE}_{seq}.nii.gz")
+        generated = np.asarray(image.dataobj)
+        assert generated.dtype == dtype and generated.max() > 0
+        assert np.array_equal(generated, np.asarray(on_disk.dataobj)), seq  # voxel-identical
+        # on the input's grid, flagged synthetic like the file harmonize writes
+        assert image.shape == images["t2"].shape
+        assert np.allclose(image.affine, images["t2"].affine)
+        assert image.header["descrip"].tobytes().rstrip(b"\0") == (
+            b"harmonix SYNTHETIC generated from t1")
+        assert image.header["descrip"] == on_disk.header["descrip"]
+        assert image.header.get_sform(coded=True)[1] == on_disk.header.get_sform(coded=True)[1]
+    other_seed = harmonix.fill_case(images, run, "brats", seed=4, intensity=intensity)
+    assert not np.array_equal(other_seed["t1ce"].dataobj, filled["t1ce"].dataobj)
+
+
+def test_fill_case_takes_an_installed_model_name(built, tmp_path, monkeypatch):
+    from harmonix.packages import export_model, install_model
+
+    root, run, case, _ = built
+    monkeypatch.setenv("HARMONIX_MODELS", str(tmp_path / "models"))
+    install_model(export_model(run, tmp_path / "tiny-gen.zip").archive)
+    by_name = harmonix.fill_case(inputs(case), "tiny-gen", sources=["t2"])
+    by_path = harmonix.fill_case(inputs(case), run, sources=["t2"])
+    assert by_name["flair"].header["descrip"].tobytes().rstrip(b"\0").endswith(b"from t2")
+    assert np.array_equal(by_name["flair"].dataobj, by_path["flair"].dataobj)
+
+
+class Inverting(Generator):
+    """255 - image on the processed grid; records every call."""
+
+    def __init__(self, domains=("brats/t1", "brats/t1ce", "brats/t2", "brats/flair")):
+        self.domains = list(domains)
+        self.image_size = 24
+        self.card = {"trainer": "fake", "domains": self.domains,
+                     "preprocessing": {"spacing": 8.0, "crop_shape": [24, 24, 20]}}
+        self.calls = []
+
+    def translate(self, images, source, target, *, reference=None, seed=0):
+        self.calls.append((source, target))
+        return 255.0 - images
+
+    def style_codes(self, images, domain, *, lesion=False):
+        return torch.zeros(images.shape[0], 4)
+
+
+def test_complete_case_is_returned_without_generating(built):
+    _, _, case, _ = built
+    images = inputs(case.parent.parent / "brats" / CASE, ("t1", "t1ce", "t2", "flair"))
+    model = Inverting()
+    filled = harmonix.fill_case(images, model)
+    assert model.calls == [] and all(filled[s] is images[s] for s in images)
+
+
+def test_fill_case_plans_like_harmonize(built):
+    _, _, case, _ = built
+    model = Inverting()
+    filled = harmonix.fill_case(inputs(case), model, sources=["t2", "t1"])
+    assert set(model.calls) == {("brats/t2", "brats/flair"), ("brats/t2", "brats/t1ce")}
+    assert all(b"from t2" in filled[s].header["descrip"].tobytes() for s in ("t1ce", "flair"))
+
+
+@pytest.mark.parametrize("images, match", [
+    ({"t1": "not an image"}, "expected a nibabel image"),
+    ({"bogus": None}, "not a sequence name or alias"),
+    ({}, "non-empty dict"),
+])
+def test_bad_inputs_are_value_errors(images, match):
+    with pytest.raises(ValueError, match=match):
+        harmonix.fill_case(images, Inverting())
+
+
+def test_same_sequence_twice_and_unmakeable_sequence(built):
+    _, _, case, _ = built
+    t1 = inputs(case)["t1"]
+    with pytest.raises(ValueError, match=r"images\['t1'\] and images\['T1'\] are both t1"):
+        harmonix.fill_case({"t1": t1, "T1": t1}, Inverting())
+    with pytest.raises(ValueError, match="flair: missing, and the model has no domain "
+                                         "brats/flair"):
+        harmonix.fill_case({"t1": t1}, Inverting(domains=("brats/t1", "brats/t1ce",
+                                                          "brats/t2")))
