@@ -25,8 +25,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from tiny_runs import SPACING, train_tiny_run
 
-SPACING, SIZE = 6.0, 32
 CASES = ("BraTS19_SYN_0001", "BraTS19_SYN_0002")
 
 
@@ -34,21 +34,11 @@ CASES = ("BraTS19_SYN_0001", "BraTS19_SYN_0002")
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """A 3-case built-in BraTS site at 6 mm and a UMMGAT run trained on it for one iteration."""
-    from typer.testing import CliRunner
-
-    from harmonix.cli import _load_commands, app
     from harmonix.data.synth import synthesize_site
 
     root = tmp_path_factory.mktemp("bad-inputs")
     site = synthesize_site(root / "brats", 3, center="brats", spacing=SPACING, workers=1)
-    _load_commands()
-    run = root / "run"
-    result = CliRunner().invoke(app, [str(a) for a in (
-        "train", "--data", site, "--out", run, "--iters", 1, "--batch-size", 2, "--size", SIZE,
-        "--spacing", SPACING, "--pairing", "all", "--no-lam", "--device", "cpu",
-        "--checkpoint-every", 1, "--sample-every", 1000, "--backbone-option", "preset=tiny",
-    )], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+    run = train_tiny_run(site, root / "run")
     return site, run
 
 

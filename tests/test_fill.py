@@ -9,6 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from tiny_runs import train_tiny_run
 
 import harmonix
 from harmonix.interfaces import Generator
@@ -22,21 +23,14 @@ def built(tmp_path_factory):
     """A 2-case built-in BraTS site at 6 mm, a UMMGAT run trained on it for one iteration, and
     an incomplete copy of the first case (t1 and t2 only) harmonized with that run, on the
     input's intensity scale (the default) and on the model's."""
-    from typer.testing import CliRunner
 
-    from harmonix.cli import _load_commands, app
+    from harmonix.cli import _load_commands
     from harmonix.data.synth import synthesize_site
 
     root = tmp_path_factory.mktemp("fill")
     site = synthesize_site(root / "brats", 2, center="brats", spacing=SPACING, workers=1)
     _load_commands()
-    run = root / "run"
-    result = CliRunner().invoke(app, [str(a) for a in (
-        "train", "--data", site, "--out", run, "--iters", 1, "--batch-size", 2, "--size", SIZE,
-        "--spacing", SPACING, "--pairing", "all", "--no-lam", "--device", "cpu",
-        "--checkpoint-every", 1, "--sample-every", 1000, "--backbone-option", "preset=tiny",
-    )], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+    run = train_tiny_run(site, root / "run")
     incomplete = root / "incomplete"
     (incomplete / CASE).mkdir(parents=True)
     for seq in ("t1", "t2"):

@@ -21,6 +21,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 from packaging.requirements import Requirement
+from tiny_runs import cli_ok, train_tiny_run
 
 from harmonix.cards import local_paths, portable_card, portable_path
 from harmonix.checkpoints import MODEL_FILE, resolve_checkpoint
@@ -40,24 +41,17 @@ PACKAGE = {"model_card.json", MODEL_FILE, README_FILE, SUMS_FILE}
 def built(tmp_path_factory):
     """A 2-case built-in BraTS site at 6 mm, a UMMGAT run (one iteration) and a unet2d segmenter
     (one iteration) trained on it, and an incomplete copy of one case (t1 and t2 only)."""
-    from typer.testing import CliRunner
 
-    from harmonix.cli import _load_commands, app
+    from harmonix.cli import _load_commands
     from harmonix.data.synth import synthesize_site
 
     root = tmp_path_factory.mktemp("models")
     site = synthesize_site(root / "brats", 2, center="brats", spacing=SPACING, workers=1)
     _load_commands()
     run, seg = root / "run", root / "seg"
-    for args in (
-        ("train", "--data", site, "--out", run, "--iters", 1, "--batch-size", 2, "--size", SIZE,
-         "--spacing", SPACING, "--pairing", "all", "--no-lam", "--device", "cpu",
-         "--checkpoint-every", 1, "--sample-every", 1000, "--backbone-option", "preset=tiny"),
-        ("segment", "train", "--data", site, "--out", seg, "--segmenter", "unet2d", "--iters", 1,
-         "--preprocess-like", run, "--option", "channels=4,8"),
-    ):
-        result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
-        assert result.exit_code == 0, result.output
+    train_tiny_run(site, run)
+    cli_ok("segment", "train", "--data", site, "--out", seg, "--segmenter", "unet2d", "--iters", 1,
+           "--preprocess-like", run, "--option", "channels=4,8")
     incomplete = root / "incomplete"
     (incomplete / CASE).mkdir(parents=True)
     for seq in ("t1", "t2"):
