@@ -377,7 +377,7 @@ def test_inspect_a_clean_site(tmp_path, cli):
     assert "1 with every sequence" in result.output
 
     result = cli("inspect", tmp_path / "nowhere")
-    assert result.exit_code == 2 and "nowhere" in result.output
+    assert result.exit_code == 1 and "nowhere" in result.output
 
 
 # -- other image formats -------------------------------------------------------------------------

@@ -70,8 +70,9 @@ def evaluate(
     device: str = device_option(),
     as_json: bool = json_option(),
 ) -> None:
-    """Evaluate a segmenter on a test site with sequences missing, filled by copying or by the
-    generator; writes results.csv, statistics, figures and report.md into --out. Refuses test
+    """Evaluate a segmenter on a test site with sequences missing, copied or generated.
+
+    Writes results.csv, statistics, figures, report.md and report.html into --out. Refuses test
     cases seen in training (see --allow-overlap)."""
     from harmonix.evaluate.run import evaluate as run_evaluation
     from harmonix.evaluate.text import power_note, verdict_lines

@@ -142,11 +142,13 @@ def harmonize(
     ),
     as_json: bool = json_option(),
 ) -> None:
-    """Fill each case's missing sequences (and with --align harmonize the present ones) for a
-    target, on each case's own grid; synthetic volumes are flagged in the NIfTI header, a JSON
-    sidecar and OUT/manifest.csv. Never replaces what harmonix did not write. Exit codes: 0 all
-    done, 1 error (nothing written), 2 usage error, 3 partial (some cases failed or some files
-    of the site were ignored; the others are written)."""
+    """Fill each case's missing sequences and bring a site into a target domain.
+
+    With --align the present sequences are translated too. Cases are written on their own grids;
+    synthetic volumes are flagged in the NIfTI header, a JSON sidecar and OUT/manifest.csv.
+    Never replaces what harmonix did not write. Exit codes: 0 all done, 1 error (nothing
+    written), 2 usage error, 3 partial (some cases failed or some files of the site were
+    ignored; the others are written)."""
 
     sites = []  # the site as read, for --json
 

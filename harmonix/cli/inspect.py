@@ -95,11 +95,13 @@ def inspect_site(
     ),
     as_json: bool = json_option(),
 ) -> None:
-    """Show a site's cases x sequences (shape, spacing, orientation), every problem found and
-    warnings (a scan that does not look skull-stripped, thick or anisotropic slices; files in
-    DICOM, MGZ, NRRD or MetaImage format are problems, with what to do).
+    """Show a site's cases x sequences, every problem and every warning.
 
-    Exits with 1 when any problem was found (the good cases are still listed), 2 when the folder
+    Per case: shape, spacing, orientation. Problems (unreadable or odd files, files in DICOM,
+    MGZ, NRRD or MetaImage format, with what to do) and warnings (a scan that does not look
+    skull-stripped, thick or anisotropic slices).
+
+    Exits with 1 when any problem was found (the good cases are still listed) or when the folder
     cannot be read as a site at all; warnings alone exit 0.
     """
 
@@ -116,7 +118,7 @@ def inspect_site(
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
     except HarmonixError as exc:
-        fail(str(exc), code=2)
+        fail(str(exc))
 
     columns = site.sequences(registry)
     table = Table(

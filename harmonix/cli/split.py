@@ -24,8 +24,10 @@ def split(
     copy: bool = typer.Option(False, "--copy/--link", help="Copy the files instead of "
                               "symbolic links to them."),
 ) -> None:
-    """Split SITE_DIR's cases at random into OUT_DIR/train and OUT_DIR/test (sites of symbolic
-    links, or copies), recording the split and each file's content hash in OUT_DIR/split.json."""
+    """Split a site's cases at random into a training and a test site.
+
+    OUT_DIR/train and OUT_DIR/test are sites of symbolic links (or copies); OUT_DIR/split.json
+    records the split and each file's content hash."""
 
     try:
         result = split_site(site, out, test=test, seed=seed, copy=copy)
