@@ -32,7 +32,7 @@ from safetensors.torch import safe_open, save_file
 from harmonix.cards import CARD_FILE, load_card, validate_card
 from harmonix.errors import CheckpointError
 from harmonix.interfaces import Generator
-from harmonix.io import atomic_write_json, atomic_write_with, file_digest
+from harmonix.io import atomic_folder, atomic_write_json, atomic_write_with, file_digest
 from harmonix.models import installed_model, is_model_name, models_dir
 from harmonix.plugins import build_trainer
 
@@ -87,12 +87,7 @@ def save_checkpoint(
     name = checkpoint_name(iteration)
     final = root / name
     card = validate_card(card, final / CARD_FILE, "generator")
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f".tmp-{name}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    try:
+    with atomic_folder(final) as tmp:  # a resumed run saving the same iteration replaces it
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / MODEL_FILE))
         os.chmod(tmp / MODEL_FILE, _FILE_MODE)  # safetensors creates it private (0600)
         files = [MODEL_FILE]
@@ -103,14 +98,6 @@ def save_checkpoint(
             f: {"bytes": (tmp / f).stat().st_size, "sha256": file_digest(tmp / f)} for f in files
         }}
         (tmp / CARD_FILE).write_text(json.dumps(card, indent=2, default=str) + "\n")
-        if final.exists():  # saving the same iteration again (a resumed run): replace it
-            old = root / f".old-{name}-{os.getpid()}"
-            os.replace(final, old)
-            shutil.rmtree(old)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     atomic_write_json(root / LATEST_FILE, {"checkpoint": name, "iteration": iteration})
     if keep is not None:
         for old in list_checkpoints(run_dir)[:-keep]:

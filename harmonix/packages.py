@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import stat
@@ -43,7 +42,7 @@ from harmonix.cards import (
 from harmonix.checkpoints import MODEL_FILE, read_card, resolve_checkpoint, verify_file
 from harmonix.errors import CheckpointError, InputError
 from harmonix.fingerprint import training_record
-from harmonix.io import atomic_path, file_digest
+from harmonix.io import atomic_folder, atomic_path, file_digest
 from harmonix.models import is_model_name, models_dir
 from harmonix.version import __version__
 
@@ -278,12 +277,7 @@ def install_model(archive: str | Path, *, name: str | None = None, force: bool =
         if final.exists() and not force:
             raise InputError(final, f"a model named '{name}' is already installed; use --force "
                                     "to replace it, or --name to install under another name")
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = root / f".install-{name}-{os.getpid()}"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir()
-        try:
+        with atomic_folder(final) as tmp:  # with --force an installed model is swapped out
             for info, member in files:
                 target = tmp / member
                 if tmp.resolve() not in target.resolve().parents:  # checked above; belt and braces
@@ -296,16 +290,6 @@ def install_model(archive: str | Path, *, name: str | None = None, force: bool =
             card = load_card(tmp / CARD_FILE)
             if MODEL_FILE in (card.get("files") or {}):
                 verify_file(tmp, MODEL_FILE, card)
-            if final.exists():  # force: swap, then remove the old one
-                old = root / f".old-{name}-{os.getpid()}"
-                os.rename(final, old)
-                os.rename(tmp, final)
-                shutil.rmtree(old)
-            else:
-                os.rename(tmp, final)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)
     return final
 
 

@@ -193,7 +193,7 @@ def _sidecar(job: _Job, t: Translation, status: str, model: str, case_id: str) -
     }
 
 
-def _harmonize_case(case, job: _Job, stage: Path) -> list[ManifestRow]:
+def _harmonize_case(case, job: _Job, stage: Path, inputs: dict[str, Any]) -> list[ManifestRow]:
     """Write one complete case into ``stage/case`` (and ``stage/aligned``); return its rows."""
     case_id, target = case.id, job.target
     if not case.ok:
@@ -261,7 +261,7 @@ def _harmonize_case(case, job: _Job, stage: Path) -> list[ManifestRow]:
             note = "; ".join(n for n in (t.note, coverage_note) if n)
             rows.append(ManifestRow(case_id, t.sequence, status, t.source_domain, note,
                                     rel, f"{coverage:.4f}"))
-    record = {"case": case_id, "settings": job.settings, "inputs": input_fingerprints(case),
+    record = {"case": case_id, "settings": job.settings, "inputs": inputs,
               "rows": [vars(r) for r in rows]}
     if (stage / "aligned").is_dir():  # marks the aligned folder as harmonix's too
         atomic_write_json(stage / "aligned" / CASE_RECORD, {"case": case_id, "aligned": True})
@@ -435,7 +435,7 @@ def _run_case(case, job: _Job, overwrite: bool) -> CaseOutcome:
             shutil.rmtree(stage)
         stage.mkdir()
         mark_staging(stage)
-        rows = _harmonize_case(case, job, stage)
+        rows = _harmonize_case(case, job, stage, inputs or input_fingerprints(case))
         commit_case(stage, job.out, case.id, where)
         return CaseOutcome(case.id, "done", rows, time.perf_counter() - start)
     except _CaseFailed as exc:
