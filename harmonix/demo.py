@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from harmonix.data.preprocess import PreprocessConfig
 from harmonix.data.site import read_site
@@ -39,8 +38,7 @@ from harmonix.data.synth import synthesize_site
 from harmonix.evaluate.results import load_results
 from harmonix.evaluate.run import evaluate
 from harmonix.evaluate.segmentation import train_segmenter
-from harmonix.evaluate.stats import REGION_ORDER
-from harmonix.io import atomic_write_text
+from harmonix.evaluate.targets import SUMMARY_FILE
 from harmonix.pipeline import harmonize_site
 from harmonix.plugins import build_trainer
 
@@ -320,7 +318,6 @@ def run_demo(
         seed=seed,
         **prof.eval_options,
     )
-    write_summary(paths["report"])
     return DemoResult(out, result.report, summary_rows(result.results), paths)
 
 
@@ -340,45 +337,6 @@ def summary_rows(results) -> list[dict[str, Any]]:
         {"scenario": scenario, **{k: float(v) for k, v in row.items() if v == v}}
         for scenario, row in table.iterrows()
     ]
-
-
-#: per scenario and region the median Dice of each strategy and generated-vs-copy's Wilcoxon p
-SUMMARY_FILE = "summary.csv"
-SUMMARY_COLUMNS = ("scenario", "region", "complete", "copy", "generated", "p_generated_vs_copy")
-
-
-def validation_summary(report: str | Path) -> pd.DataFrame:
-    """The table of docs/validation/summary.csv from a report folder: one row per scenario and
-    region (the 14 fixed scenarios, random missing, cross-center; in report order), the median
-    Dice over cases of complete, copy and generated (empty where a strategy has no case: the
-    cross-center scenario has no complete data), and the two-sided Wilcoxon p of generated
-    against copy (unadjusted; ``wilcoxon.csv`` also has the Holm-adjusted one)."""
-    results = load_results(report)
-    dice = results[(results["metric"] == "dice") & (results["region"] != "")].copy()
-    dice["value"] = dice["value"].astype(float)
-    medians = dice.groupby(["scenario", "region", "strategy"], sort=False)["value"].median()
-    wilcoxon_file = Path(report) / "wilcoxon.csv"
-    p_values = {}
-    if wilcoxon_file.exists() and wilcoxon_file.stat().st_size > 1:
-        wilcoxon = pd.read_csv(wilcoxon_file)
-        p_values = {(str(r.scenario), str(r.region)): float(r.p_value)
-                    for r in wilcoxon.itertuples()}
-    rows = []
-    for scenario in dict.fromkeys(dice["scenario"]):
-        regions = set(dice.loc[dice["scenario"] == scenario, "region"])
-        for region in [r for r in REGION_ORDER if r in regions]:
-            rows.append({"scenario": scenario, "region": region,
-                         **{s: medians.get((scenario, region, s), np.nan)
-                            for s in ("complete", "copy", "generated")},
-                         "p_generated_vs_copy": p_values.get((scenario, region), np.nan)})
-    return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
-
-
-def write_summary(report: str | Path) -> Path:
-    """Write :func:`validation_summary` as ``REPORT/summary.csv`` (atomically, last)."""
-    path = Path(report) / SUMMARY_FILE
-    atomic_write_text(path, validation_summary(report).to_csv(index=False))
-    return path
 
 
 def profile_table() -> list[dict[str, Any]]:

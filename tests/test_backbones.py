@@ -273,3 +273,22 @@ def test_docs_show_the_example_plugin_verbatim():
     }
     for path, text in quoted:
         assert text == (EXAMPLE / path).read_text(), f"docs/plugins.md is out of date for {path}"
+
+
+def test_swin_full_resolution_skip_adds_a_pixel_path_from_the_input():
+    plain = harmonix.build_backbone("swin", img_size=32, preset="tiny").eval()
+    net = harmonix.build_backbone("swin", img_size=32, preset="tiny", full_res_channels=8).eval()
+    embed = 16  # tiny's width
+    extra = (1 * 8 * 9 + 8) + ((embed + 8) * embed * 9 + embed)  # input conv + fuse conv
+    assert sum(p.numel() for p in net.parameters()) == \
+        sum(p.numel() for p in plain.parameters()) + extra
+    x, style = torch.rand(1, 1, 32, 32) * 2 - 1, torch.randn(1, 64)
+    with torch.no_grad():
+        before = net(x, style)
+        net.full_res.weight.zero_()
+        net.full_res.bias.fill_(1.0)  # the path now carries a constant, not the input
+        after = net(x, style)
+    assert not torch.allclose(before, after)
+    net.train()
+    net(x, style).abs().mean().backward()
+    assert net.full_res.weight.grad is not None and net.full_res.weight.grad.abs().sum() > 0

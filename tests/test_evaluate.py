@@ -17,6 +17,7 @@ from harmonix.data.preprocess import PreprocessConfig, preprocess_case
 from harmonix.data.site import read_site
 from harmonix.data.split import split_site
 from harmonix.data.synth import synthesize_site
+from harmonix.evaluate.cases import lesion_crops
 from harmonix.evaluate.scenarios import (
     SEQUENCES,
     fixed_scenarios,
@@ -31,6 +32,7 @@ from harmonix.evaluate.strategies import (
     parse_strategies,
     sequence_correlations,
 )
+from harmonix.evaluate.targets import headline
 from harmonix.interfaces import Generator
 from harmonix.registry import load_registry
 
@@ -318,6 +320,61 @@ def test_evaluate_end_to_end_writes_the_numbers_it_computed(world, monkeypatch):
     ranks = wide.rank(axis=1).mean()
     assert first["z"] == pytest.approx((ranks["lam"] - ranks["real"]) / np.sqrt(12 / 72))
     assert "FID statistics" in report
+
+    # lesion-region FID: every pair for both generators, against the real target's lesion crops
+    lesion = results[(results["metric"] == "fid") & (results["kind"] == "fid-lesion")]
+    for label in ("lam", "no-lam"):
+        made = lesion[(lesion["strategy"] == "generated") & (lesion["generator"] == label)]
+        assert len(made) == 12 and np.isfinite(made["value"]).all()
+    table = pd.read_csv(out / "fid_lesion.csv", index_col="pair")
+    assert len(table) == 12
+    assert (table["lam_lower"] == (table["lam"] < table["no-lam"])).all()
+    assert "### Lesion-region FID" in report
+    figures = headline(out)
+    assert figures["lesion_lam_lower"] == int(table["lam_lower"].sum())
+    assert figures["fixed"] == 14 and figures["multi"] == 10 and figures["pairs"] == 12
+
+
+def test_generated_strategy_follows_sources_and_reference(world, tmp_path):
+    """``sources`` picks the source of every fill; ``reference`` replaces the mapper's codes by
+    codes of real target-domain slices (so the generated volumes change) and is recorded."""
+    from harmonix.evaluate.run import evaluate, load_results
+
+    runs = {}
+    for name, options in (("latent", {}), ("sources", {"sources": ["flair", "t2", "t1ce", "t1"]}),
+                          ("reference", {"reference": world.train})):
+        out = tmp_path / name
+        evaluate(world.test, segmenter=world.segmenter, generator=world.generator, out=out,
+                 scenarios="single", strategies="generated", fid_slices=0, umap=False,
+                 overlays=0, seed=5, progress=False, **options)
+        runs[name] = (load_results(out), json.loads((out / "evaluation.json").read_text()))
+    quality = {name: r[(r["metric"] == "ssim") & (r["scenario"] == "missing t1")]
+               for name, (r, _) in runs.items()}
+    assert set(quality["latent"]["source"]) == {"t2"}  # registry priority: t1, t2, flair, ...
+    assert set(quality["sources"]["source"]) == {"flair"}
+    assert set(quality["reference"]["source"]) == {"t2"}
+    assert not np.allclose(quality["reference"]["value"].astype(float),
+                           quality["latent"]["value"].astype(float))
+    settings = {name: s for name, (_, s) in runs.items()}
+    assert settings["latent"]["guidance"] == "latent (mapper)"
+    assert settings["reference"]["guidance"].startswith("reference: ")
+    assert settings["sources"]["sources"] == "flair,t2,t1ce,t1"
+
+
+def test_lesion_crops_resize_the_lesion_square_to_the_slice():
+    volume = np.zeros((32, 32, 2), np.float32)
+    lesion = np.zeros((32, 32, 2), bool)
+    volume[10:14, 20:24, 1] = 200.0
+    lesion[10:14, 20:24, 1] = True
+    crops = lesion_crops(volume, lesion, np.array([0, 1]), margin=2)
+    assert crops.shape == (2, 32, 32)
+    assert not crops[0].any()  # no lesion on slice 0
+    # a 4x4 lesion plus margins of 2 becomes an 8x8 square, centred: the lesion fills its
+    # middle quarter
+    assert crops[1][16, 16] == pytest.approx(200.0)
+    assert crops[1][0, 0] == 0.0 and crops[1][31, 31] == 0.0
+    assert (crops[1] > 100).mean() == pytest.approx(0.25, abs=0.03)
+    assert np.allclose(crops[1], crops[1][::-1, ::-1], atol=1e-4)
 
 
 def test_umap_figure_and_codes(tmp_path):

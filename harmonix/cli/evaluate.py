@@ -62,6 +62,12 @@ def evaluate(
         "plugins'). Default: every registered metric except those that run only when asked "
         "(hd95)."),
     overlays: int = typer.Option(3, "--overlays", min=0, help="Cases shown as overlay PNGs."),
+    sources: Optional[str] = typer.Option(  # noqa: UP045
+        None, "--sources", metavar="LIST", help="Generated strategy: comma-separated source "
+        "sequences, best first (default: registry source_priority), as in harmonize."),
+    reference: Optional[Path] = typer.Option(  # noqa: UP045
+        None, "--reference", help="Generated strategy: a site of real target-domain cases "
+        "whose style guides the generator (default: the mapper's latent codes)."),
     batch_size: int = batch_size_option(16, "Slices per generator pass."),
     allow_overlap: bool = typer.Option(
         False, "--allow-overlap", help="Evaluate even if test cases (by id or file content) are "
@@ -85,6 +91,8 @@ def evaluate(
             target=target, seed=seed, device=device, max_cases=max_cases,
             fid_slices=fid_slices, umap=umap, hd95=hd95, metrics=metric or None,
             overlays=overlays, batch_size=batch_size, allow_overlap=allow_overlap, progress=True,
+            sources=[s.strip() for s in sources.split(",") if s.strip()] if sources else None,
+            reference=reference,
         )
     except (HarmonixError, ValueError) as exc:
         fail(str(exc))

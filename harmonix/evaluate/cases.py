@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 
 def grid_offset(source_affine: np.ndarray, target_affine: np.ndarray) -> np.ndarray | None:
@@ -120,16 +122,42 @@ def axial(volume: np.ndarray, ks: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(volume[:, :, ks], -1, 0)).astype(np.float32)
 
 
+def lesion_crops(volume: np.ndarray, lesion: np.ndarray, ks: np.ndarray,
+                 margin: int = 2) -> np.ndarray:
+    """``(len(ks), X, Y)``: per axial slice ``k`` the square around its lesion (bounding box plus
+    ``margin`` voxels) of ``volume``, resized to the slice size: what lesion-region FID compares
+    (the lesion's texture at the resolution of a whole slice, not a small spot on black)."""
+    size = volume.shape[:2]
+    out = np.zeros((len(ks), *size), np.float32)
+    for i, k in enumerate(ks):
+        rows, cols = np.nonzero(lesion[:, :, k])
+        if not len(rows):
+            continue
+        extent = max(np.ptp(rows), np.ptp(cols)) + 1 + 2 * margin
+        x0 = rows.min() - (extent - np.ptp(rows) - 1) // 2
+        y0 = cols.min() - (extent - np.ptp(cols) - 1) // 2
+        box = np.zeros((extent, extent), np.float32)
+        src = volume[max(x0, 0):x0 + extent, max(y0, 0):y0 + extent, k]
+        box[max(-x0, 0):max(-x0, 0) + src.shape[0], max(-y0, 0):max(-y0, 0) + src.shape[1]] = src
+        crop = torch.from_numpy(box)[None, None]
+        out[i] = F.interpolate(crop, size=size, mode="bilinear", align_corners=False)[0, 0].numpy()
+    return out
+
+
 class SliceBank:
     """Slices kept for FID and the sequence codes: real ones per half and sequence, generated
     ones per (generator, source, target) from half A; lesion-masked real and generated slices
-    per target (and source) for the lesion codes; the cross-center T2 slices."""
+    per target (and source) for the lesion codes; lesion crops (:func:`lesion_crops`) real per
+    target and generated per (generator, source, target) for lesion-region FID; the
+    cross-center T2 slices."""
 
     def __init__(self):
         self.real: dict[tuple[str, str], list[np.ndarray]] = {}
         self.generated: dict[tuple[str, str, str], list[np.ndarray]] = {}
         self.lesion_real: dict[str, list[np.ndarray]] = {}
         self.lesion_generated: dict[tuple[str, str], list[np.ndarray]] = {}
+        self.crops_real: dict[str, list[np.ndarray]] = {}
+        self.crops_generated: dict[tuple[str, str, str], list[np.ndarray]] = {}
         self.cross: tuple[str, np.ndarray, np.ndarray] | None = None  # center, local, aligned
 
     def add_real(self, half: str, sequence: str, slices: np.ndarray) -> None:
@@ -145,10 +173,19 @@ class SliceBank:
         else:
             self.lesion_generated.setdefault((source, target), []).append(slices)
 
+    def add_crops(self, target: str, slices: np.ndarray, label: str | None = None,
+                  source: str | None = None) -> None:
+        """Lesion crops of ``target``: real (``label`` None) or by generator ``label`` from
+        ``source``."""
+        if label is None:
+            self.crops_real.setdefault(target, []).append(slices)
+        else:
+            self.crops_generated.setdefault((label, source, target), []).append(slices)
+
     @staticmethod
     def stack(parts: list[np.ndarray]) -> np.ndarray:
         return np.concatenate(parts) if parts else np.zeros((0, 1, 1), np.float32)
 
 
 __all__ = ["CaseVariants", "SliceBank", "axial", "fid_slice_indices", "grid_offset",
-           "lesion_slice_indices", "on_grid", "shift"]
+           "lesion_crops", "lesion_slice_indices", "on_grid", "shift"]

@@ -18,6 +18,7 @@ from harmonix.evaluate.cases import (
     axial,
     fid_slice_indices,
     grid_offset,
+    lesion_crops,
     lesion_slice_indices,
     shift,
 )
@@ -158,16 +159,27 @@ def _pairs_and_slices(run: RunContext, work: _CaseWork, index: int, n: int, per_
     lesion_ks = lesion_slice_indices(case.label, per_case if run.fid_slices > 0 else 0)
     for t in run.sequences if len(lesion_ks) else ():
         bank.add_lesion(t, None, axial(case.volumes[t] * lesion, lesion_ks))
+        bank.add_crops(t, lesion_crops(case.volumes[t], lesion, lesion_ks))
     for label, filler in run.fillers.items():
         for target in run.sequences:
             for source in [s for s in run.sequences if s != target]:
                 prepared = work.variants.present([source])
-                if label != MAIN:  # FID only: just the sampled slices
-                    if "A" in halves and len(halves["A"]):
+                if label != MAIN:  # FID only: just the sampled and the lesion slices
+                    ks_needed = np.union1d(halves.get("A", []), lesion_ks).astype(int)
+                    if len(ks_needed):
                         made = _slices_on_full(filler, work.variants, prepared, target, source,
-                                               halves["A"])
+                                               ks_needed)
                         if made is not None:
-                            bank.add_generated(label, source, target, made)
+                            at = {k: i for i, k in enumerate(ks_needed)}
+                            if "A" in halves and len(halves["A"]):
+                                bank.add_generated(label, source, target,
+                                                   made[[at[k] for k in halves["A"]]])
+                            if len(lesion_ks):
+                                on_full = np.zeros(case.volumes[target].shape, np.float32)
+                                on_full[:, :, lesion_ks] = np.moveaxis(
+                                    made[[at[k] for k in lesion_ks]], 0, -1)
+                                bank.add_crops(target, lesion_crops(on_full, lesion, lesion_ks),
+                                               label, source)
                     continue
                 volume = filler.volume(prepared, target, source)  # the scenarios reuse it
                 for metric, value in work.image_quality("generated", target, source, volume,
@@ -186,6 +198,8 @@ def _pairs_and_slices(run: RunContext, work: _CaseWork, index: int, n: int, per_
                     bank.add_generated(label, source, target, axial(on_full, halves["A"]))
                 if len(lesion_ks):
                     bank.add_lesion(target, source, axial(on_full * lesion, lesion_ks))
+                    bank.add_crops(target, lesion_crops(on_full, lesion, lesion_ks), label,
+                                   source)
 
 
 def _overlay(work: _CaseWork, ev: Evaluation, filler: GeneratedFiller | None = None

@@ -42,10 +42,11 @@ def cross_center(run: RunContext, site_dir) -> None:
         for index, case in enumerate(local.cases):
             t2 = case.volumes["t2"]
             made = fill_missing(case, filler.generator, filler.target, present=["t2"],
-                                center=center, batch_size=filler.batch_size, seed=run.seed)
+                                references=filler.references, center=center,
+                                batch_size=filler.batch_size, seed=run.seed)
             aligned = translate_volume(t2, case.brain_mask, filler.generator, domain,
                                        f"{target.center}/t2", batch_size=filler.batch_size,
-                                       seed=run.seed)
+                                       reference=filler.references.get("t2"), seed=run.seed)
             inputs = {
                 "copy": {s: t2 for s in sequences},
                 "generated": {**made, "t2": aligned},

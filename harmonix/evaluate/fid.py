@@ -7,6 +7,11 @@ comparison FID(real ``s`` of A, real ``t`` of B): how far the source itself is f
 which is what copying it would give. Every comparison thus has the same sample sizes and
 reference set, and FID's small-sample bias is the baseline's.
 
+**Lesion region** (kind ``fid-lesion``, :func:`lesion_fid_table`): the same distance on
+crops around the lesion of the slices with the largest lesions, real target vs each
+generator's target (and vs the real source), to see whether the lesion-aware module makes
+lesions more like real ones (issue 14).
+
 **Tests** (:func:`fid_statistics`). The sequence pairs are the blocks; the groups are real
 (source vs target), generated without LAM and generated with LAM: Friedman across the three,
 Dunn's post hoc test in the within-block form with Bonferroni's correction, and Cohen's d, as
@@ -27,6 +32,7 @@ from harmonix.evaluate.stats import block_statistics
 from harmonix.interfaces import ImageSetMetric
 from harmonix.progress import progress_task
 
+LESION_FID = "fid-lesion"
 FID_GROUPS = {"real": "real (source vs target)", NO_LAM: "generated without LAM",
               MAIN: "generated with LAM"}
 
@@ -61,7 +67,9 @@ def compute_fid(ev: Evaluation, bank, sequences: Sequence[str], labels: Sequence
                 if len(made) >= 2:
                     generated[(label, s, t)] = equal(made)
     cross = bank.cross
-    n_sets = len(sets_a) + len(sets_b) + len(generated) + (2 if cross is not None else 0)
+    lesion = _lesion_sets(bank, sequences, labels, fid_slices, rng)
+    n_sets = (len(sets_a) + len(sets_b) + len(generated) + (2 if cross is not None else 0)
+              + sum(len(sets) for sets in lesion))
     with progress_task("image sets (features)", total=n_sets * len(metrics),
                        quiet=not progress) as advance:
         for name, metric in metrics.items():
@@ -71,6 +79,7 @@ def compute_fid(ev: Evaluation, bank, sequences: Sequence[str], labels: Sequence
                 return value
 
             _pair_rows(ev, name, metric, sequences, features, sets_a, sets_b, generated, cross)
+            _lesion_rows(ev, name, metric, features, *lesion)
 
 
 def _pair_rows(ev: Evaluation, name: str, metric: ImageSetMetric, sequences, features, sets_a,
@@ -99,6 +108,51 @@ def _pair_rows(ev: Evaluation, name: str, metric: ImageSetMetric, sequences, fea
                    value=metric.distance(features(local), reference))
             ev.add(**cc, strategy="generated", generator=MAIN, source=f"{center}/t2",
                    value=metric.distance(features(aligned), reference))
+
+
+def _lesion_sets(bank, sequences, labels, fid_slices: int, rng) -> tuple[dict, dict]:
+    """Lesion crops (:func:`~harmonix.evaluate.cases.lesion_crops`), every set the same size:
+    real per target, generated per (generator, source, target). Empty when too few."""
+    real = {t: bank.stack(bank.crops_real.get(t, [])) for t in sequences}
+    made = {(label, s, t): bank.stack(bank.crops_generated.get((label, s, t), []))
+            for label in labels for t in sequences for s in sequences if s != t}
+    sizes = [len(v) for v in (*real.values(), *made.values())]
+    size = min(fid_slices, *sizes) if sizes else 0
+    if size < 2:
+        return {}, {}
+
+    def equal(slices):
+        return slices[np.sort(rng.choice(len(slices), size, replace=False))]
+
+    return {t: equal(v) for t, v in real.items()}, {k: equal(v) for k, v in made.items()}
+
+
+def _lesion_rows(ev: Evaluation, name: str, metric: ImageSetMetric, features, real, made
+                 ) -> None:
+    """Lesion-region rows (kind "fid-lesion"): the real source's lesions (strategy copy) and the
+    generated target's lesions of each generator, against the real target's lesions."""
+    feats = {t: features(v) for t, v in real.items()}
+    base = dict(case="", scenario=LESION_FID, kind=LESION_FID, metric=name)
+    for t in real:
+        for s in real:
+            if s != t:
+                ev.add(**base, strategy="copy", sequence=t, source=s,
+                       value=metric.distance(feats[s], feats[t]))
+    for (label, s, t), slices in made.items():
+        ev.add(**base, strategy="generated", generator=label, sequence=t, source=s,
+               value=metric.distance(features(slices), feats[t]))
+
+
+def lesion_fid_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Lesion-region FID per pair (rows ``"s->t"``): with LAM, without LAM (when evaluated) and
+    the real source's lesions, plus ``lam_lower`` (with LAM below without)."""
+    rows = results[(results["kind"] == LESION_FID) & (results["metric"] == "fid")]
+    if rows.empty:
+        return pd.DataFrame()
+    wide = fid_wide(rows.assign(kind="fid"))
+    if {MAIN, NO_LAM} <= set(wide.columns):
+        wide["lam_lower"] = wide[MAIN] < wide[NO_LAM]
+    return wide
 
 
 def fid_wide(fid: pd.DataFrame) -> pd.DataFrame:
@@ -140,4 +194,5 @@ def fid_statistics(fid: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, list[
     return pd.DataFrame([friedman_row]), pairs, notes
 
 
-__all__ = ["FID_GROUPS", "compute_fid", "fid_statistics", "fid_wide"]
+__all__ = ["FID_GROUPS", "LESION_FID", "compute_fid", "fid_statistics", "fid_wide",
+           "lesion_fid_table"]

@@ -11,6 +11,7 @@
   per image metric), ``umap.csv``: the tables behind the report's sections;
 * ``median_NAME.csv`` per segmentation metric other than Dice (HD95, a plugin's), ``pairs_NAME.csv``
   per image-set metric other than FID (:mod:`harmonix.evaluate.metric_tables`);
+* ``fid_lesion.csv``: lesion-region FID per pair, with and without LAM;
 * ``fidelity.csv``: generated vs the source copied and remapped, per sequence pair
   (:mod:`harmonix.evaluate.fidelity`);
 * ``boxplots_dice.png``, ``fid_heatmap.png``, ``umap.png``, ``overlays/*.png``,
@@ -33,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from harmonix.evaluate import stats as statistics_module
-from harmonix.evaluate.fid import fid_statistics
+from harmonix.evaluate.fid import fid_statistics, lesion_fid_table
 from harmonix.evaluate.fidelity import INTRO as FIDELITY_INTRO
 from harmonix.evaluate.fidelity import fidelity_table
 from harmonix.evaluate.figures import (
@@ -114,6 +115,9 @@ def write_report(ev: Evaluation, out: str | Path) -> EvaluationResult:
         if not dunn.empty:
             stats["fid_dunn"] = dunn
             files["fid_dunn"] = _csv(out / "fid_dunn.csv", dunn)
+        if not (lesion := lesion_fid_table(results)).empty:
+            stats["fid_lesion"] = lesion
+            files["fid_lesion"] = _csv(out / "fid_lesion.csv", lesion.reset_index())
     quality = _image_quality(results)
     if not quality.empty:
         files["image_quality"] = _csv(out / "image_quality.csv", quality)
@@ -350,6 +354,19 @@ class _Report:
             if "fid_dunn" in stats:
                 w(markdown_table(stats["fid_dunn"]))
                 w()
+        if "fid_lesion" in stats:
+            lesion = stats["fid_lesion"]
+            w("### Lesion-region FID")
+            w()
+            w("The same distance on crops around the lesion (slices with the largest lesions), "
+              "generated or real source against the real target's lesions.")
+            if "lam_lower" in lesion:
+                w(f" With LAM lower than without in {int(lesion['lam_lower'].sum())} of "
+                  f"{len(lesion)} pairs (medians {lesion[MAIN].median():.1f} with, "
+                  f"{lesion[NO_LAM].median():.1f} without).")
+            w()
+            w(markdown_table(lesion, digits=1, index=True))
+            w()
 
     def image_quality(self, quality) -> None:
         if quality.empty:

@@ -86,11 +86,12 @@ from harmonix.evaluate.strategies import (
     GeneratedFiller,
     parse_strategies,
 )
+from harmonix.evaluate.targets import write_summary
 from harmonix.interfaces import Generator, Segmenter
 from harmonix.models import installed_model
 from harmonix.progress import progress_task
 from harmonix.registry import load_registry
-from harmonix.translate import check_grid, resolve_target
+from harmonix.translate import check_grid, load_references, resolve_target
 
 
 def evaluate(
@@ -114,6 +115,8 @@ def evaluate(
     metrics: Sequence[str] | None = None,
     overlays: int = 3,
     batch_size: int = 16,
+    sources: Sequence[str] | None = None,
+    reference: str | Path | None = None,
     allow_overlap: bool = False,
     progress: bool = True,
 ) -> EvaluationResult:
@@ -130,7 +133,10 @@ def evaluate(
     unless ``allow_overlap`` (the report then says so at its top). ``fid_slices=0`` skips FID.
 
     ``metrics`` names the metric plugins to run (:mod:`~harmonix.evaluate.metrics`); default:
-    every registered one that runs by default, and ``hd95`` adds HD95.
+    every registered one that runs by default, and ``hd95`` adds HD95. ``sources`` and
+    ``reference`` choose how the generated strategy fills, as ``harmonix harmonize``'s options
+    of those names do: the present sequences tried as a source, in order, and a site of real
+    target-domain cases whose style guides the generator instead of the mapper's latent codes.
     """
     began = time.perf_counter()
     kinds, strategies = parse_kinds(scenarios), parse_strategies(strategies)
@@ -149,9 +155,13 @@ def evaluate(
     with run.timed("prepare"):
         test = _prepare_test(run, data)
     run.target = resolve_target(_target_name(target, test.site.center))
-    _add_fillers(run, gen, gen_no_lam, test.site.center, batch_size)
+    references = None
+    if reference is not None and gen is not None:
+        references, _ = load_references(reference, run.target, config)
+    _add_fillers(run, gen, gen_no_lam, test.site.center, batch_size, sources, references)
     inputs = dict(data=data, segmenter=segmenter, generator=generator,
-                  generator_no_lam=generator_no_lam, cross_center_data=cross_center_data)
+                  generator_no_lam=generator_no_lam, cross_center_data=cross_center_data,
+                  sources=",".join(sources or []), reference=reference)
     run.ev.settings = _settings(run, inputs, kinds, test)
     with run.timed("provenance"):
         records = _check_provenance(run, test, data, {"segmenter": seg, "generator": gen,
@@ -177,7 +187,9 @@ def evaluate(
         with run.timed("codes"):
             sequence_codes(run, gen, umap)
     run.ev.timings["total"] = time.perf_counter() - began
-    return write_report(run.ev, out)
+    result = write_report(run.ev, out)
+    result.files["summary"] = write_summary(out)  # last: its presence marks a finished report
+    return result
 
 
 # -- setup -----------------------------------------------------------------------------------------
@@ -197,7 +209,8 @@ def _prepare_test(run: RunContext, data) -> PreparedSite:
     return test
 
 
-def _add_fillers(run: RunContext, gen, gen_no_lam, center: str, batch_size: int) -> None:
+def _add_fillers(run: RunContext, gen, gen_no_lam, center: str, batch_size: int, sources,
+                 references) -> None:
     for label, model in ((MAIN, gen), (NO_LAM, gen_no_lam)):
         if model is None:
             continue
@@ -212,7 +225,8 @@ def _add_fillers(run: RunContext, gen, gen_no_lam, center: str, batch_size: int)
             run.ev.notes.append(f"{option}'s model card says lam={lam}; the report labels it "
                                 f"'{GENERATOR_LABELS[label]}' by the option it was given with")
         run.fillers[label] = GeneratedFiller(model, run.target, run.sequences, center=center,
-                                             batch_size=batch_size, seed=run.seed)
+                                             batch_size=batch_size, seed=run.seed,
+                                             sources=sources, references=references)
         run.fillers[label].check()
 
 
@@ -243,6 +257,9 @@ def _settings(run: RunContext, inputs: dict[str, Any], kinds, test: PreparedSite
         "generator_no_lam": _describe(inputs["generator_no_lam"]),
         "cross_center_data": portable_path(Path(cross).resolve()) if cross else "",
         "target": run.target.name,
+        "sources": inputs["sources"] or "registry source_priority",
+        "guidance": (f"reference: {portable_path(Path(inputs['reference']).resolve())}"
+                     if inputs["reference"] else "latent (mapper)"),
         "scenarios": kinds,
         "strategies": run.strategies,
         "metrics": run.metrics.by_kind(),

@@ -6,8 +6,9 @@
   averaged over *training* cases (:func:`sequence_correlations`), or the fixed clinical
   mapping (:mod:`harmonix.evaluate.provenance`); never measured on the test cases;
 * **generated**: harmonix fills them (:func:`harmonix.translate.fill_missing`, the source
-  chosen by ``defaults.source_priority`` as ``harmonix harmonize`` does), each (case, sequence,
-  source, source volume) generated once and reused by every scenario that needs it
+  chosen by ``defaults.source_priority`` or the given ``sources`` as ``harmonix harmonize``
+  does; latent-guided, or reference-guided by real target-domain ``references``), each (case,
+  sequence, source, source volume) generated once and reused by every scenario that needs it
   (:class:`GeneratedFiller`).
 """
 
@@ -108,7 +109,11 @@ class GeneratedFiller:
     """Fills missing sequences with a generator, one (case, sequence, source) at a time, cached.
 
     ``target`` is the registry target whose domains are generated (restricted to
-    ``sequences``); ``center`` is the cases' center (their source domains).
+    ``sequences``); ``center`` is the cases' center (their source domains); ``sources`` orders
+    the present sequences tried as a source (default: the registry's ``source_priority``);
+    ``references`` maps a target sequence to real target-domain volumes on the model's grid
+    (:func:`harmonix.translate.load_references`): reference-guided filling instead of the
+    mapper's latent codes.
     """
 
     def __init__(
@@ -120,8 +125,12 @@ class GeneratedFiller:
         center: str | None = None,
         batch_size: int = 16,
         seed: int = 0,
+        sources: Sequence[str] | None = None,
+        references: Mapping[str, np.ndarray] | None = None,
     ):
         self.generator = generator
+        self.sources = list(sources) if sources else None
+        self.references = dict(references or {})
         self.target = dataclasses.replace(target, sequences=tuple(sequences))
         self.center = center or target.center
         self.batch_size = batch_size
@@ -140,7 +149,8 @@ class GeneratedFiller:
         from harmonix.translate import plan_translations
 
         fills, _, errors = plan_translations(
-            present, self.target, self.generator.domains, center=self.center
+            present, self.target, self.generator.domains, center=self.center,
+            sources=self.sources,
         )
         if errors:
             raise ValueError("; ".join(f"{s}: {m}" for s, m in errors.items()))
@@ -158,7 +168,8 @@ class GeneratedFiller:
             one = dataclasses.replace(self.target, sequences=(sequence,))
             made = fill_missing(
                 prepared, self.generator, one, present=[source], sources=[source],
-                center=self.center, batch_size=self.batch_size, seed=self.seed,
+                references=self.references, center=self.center, batch_size=self.batch_size,
+                seed=self.seed,
             )
             self._cache[key] = made[sequence]
         return self._cache[key]
@@ -173,8 +184,8 @@ class GeneratedFiller:
         one = dataclasses.replace(self.target, sequences=(sequence,))
         made = fill_missing(
             dataclasses.replace(prepared, brain_mask=mask), self.generator, one,
-            present=[source], sources=[source], center=self.center,
-            batch_size=self.batch_size, seed=self.seed,
+            present=[source], sources=[source], references=self.references,
+            center=self.center, batch_size=self.batch_size, seed=self.seed,
         )
         return np.moveaxis(made[sequence][:, :, ks], -1, 0)
 

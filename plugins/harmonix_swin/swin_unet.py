@@ -10,6 +10,8 @@ Swin-T's widths and patches of 2, so that its windows of 11 tile 88, 44, 22 and 
     decoder  expand -> 22x22 2C, fuse skip, AdaIN + Swin blocks
              expand -> 44x44 C,  fuse skip, AdaIN + Swin blocks
     final expand x4 -> 176x176 C, AdaIN, GELU, conv 3x3 -> out_channels
+    (with ``full_res_channels``: conv 3x3 of the input joins the final expansion, fused by a
+    conv 3x3, before the AdaIN)
 
 Window attention with shifted windows (W-MSA / SW-MSA) and patch merging are timm's
 ``SwinTransformerBlock`` / ``SwinTransformerStage``; only the patch expanding layer (which timm
@@ -168,6 +170,7 @@ class SwinUnet(Backbone):
         num_heads: Sequence[int] = (2, 4, 8),
         window_size: int = 11,
         mlp_ratio: float = 4.0,
+        full_res_channels: int = 0,
     ):
         super().__init__(in_channels, out_channels, style_dim)
         if len(num_heads) != len(depths):
@@ -220,6 +223,13 @@ class SwinUnet(Backbone):
             for i in reversed(range(levels - 1))
         )
         self.final_expand = PatchExpand(embed_dim, embed_dim, scale=patch_size, norm=False)
+        # full-resolution skip: the patch embedding is otherwise the only path from the pixels,
+        # and the linear expansion back to them paints each patch as a block
+        self.full_res = None
+        if full_res_channels:
+            self.full_res = nn.Conv2d(in_channels, full_res_channels, kernel_size=3, padding=1)
+            self.full_res_fuse = nn.Conv2d(embed_dim + full_res_channels, embed_dim,
+                                           kernel_size=3, padding=1)
         self.final_style = AdaIN(style_dim, embed_dim)
         self.head = nn.Conv2d(embed_dim, out_channels, kernel_size=3, padding=1)
         self.patch_size = patch_size
@@ -227,6 +237,7 @@ class SwinUnet(Backbone):
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         self.check_size(x)
         h, w = (n // self.patch_size for n in x.shape[-2:])
+        image = x
         x = self.patch_embed(x)
         skips = []
         for level, stage in enumerate(self.encoder):
@@ -237,6 +248,8 @@ class SwinUnet(Backbone):
         for stage, skip in zip(self.decoder, reversed(skips), strict=True):
             x = stage(x, skip, style)
         x = self.final_expand(x).permute(0, 3, 1, 2)
+        if self.full_res is not None:
+            x = self.full_res_fuse(torch.cat([x, F.gelu(self.full_res(image))], dim=1))
         x = F.gelu(self.final_style(x, style))
         return self.head(x)
 
