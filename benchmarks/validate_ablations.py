@@ -14,6 +14,7 @@ headline figures (:func:`harmonix.evaluate.targets.headline`) to ``OUT/ablations
         --checkpoint iter_000600
     python benchmarks/validate_ablations.py validate-run ablations --name reference \\
         --guidance reference
+    python benchmarks/validate_ablations.py --table ablations/ablations.csv   # markdown rows
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -32,7 +34,26 @@ from harmonix.evaluate.targets import headline
 from harmonix.plugins import build_trainer
 
 
+def markdown_rows(table: Path) -> str:
+    """The rows of docs/validation.md's ablation table from ``ablations.csv``."""
+    lines = []
+    for row in csv.DictReader(table.open()):
+        f = {k: float(v) if v not in ("", "nan") else float("nan") for k, v in row.items()
+             if k not in ("name", "settings")}
+        lines.append(
+            f"| {row['name']} | {int(f['fixed_ge_copy'])} of {int(f['fixed'])} "
+            f"| {f['random_copy']:.3f} / {f['random_generated']:.3f} "
+            f"| {int(f['single_within'])} (worst {f['single_worst_gap']:.2f}) "
+            f"| {int(f['multi_significant'])} of {int(f['multi'])} "
+            f"| {int(f['fidelity_wins'])} of {int(f['pairs'])} "
+            f"| {f['cross_aligned']:.3f} / {f['cross_unaligned']:.3f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--table":
+        print(markdown_rows(Path(sys.argv[2])))
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("base", type=Path, help="a finished `harmonix demo --profile validate` run")
     parser.add_argument("out", type=Path)
@@ -42,10 +63,11 @@ def main() -> None:
     parser.add_argument("--backbone", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--iters", type=int)
     parser.add_argument("--no-lam", action="store_true")
-    parser.add_argument("--checkpoint", help="evaluate the base generator's checkpoint "
-                        "(e.g. iter_000600) instead of training one")
+    parser.add_argument("--checkpoint", help="evaluate a checkpoint instead of training: one of "
+                        "the base generator's (e.g. iter_000600) or a path")
     parser.add_argument("--guidance", choices=("latent", "reference"), default="latent")
-    parser.add_argument("--sources", help="source sequences in order of preference, e.g. t2,t1")
+    parser.add_argument("--sources", help="source sequences in order of preference, e.g. t2,t1, "
+                        "or 'correlated'")
     args = parser.parse_args()
 
     prof = PROFILES[args.profile]
@@ -53,7 +75,8 @@ def main() -> None:
     data = base / "data"
     began = time.perf_counter()
     if args.checkpoint:
-        generator = base / "runs" / "ummgat" / "checkpoints" / args.checkpoint
+        generator = (Path(args.checkpoint) if "/" in args.checkpoint
+                     else base / "runs" / "ummgat" / "checkpoints" / args.checkpoint)
     else:
         train_options = {**prof.train_options, **parse_key_values(args.train, "--train")}
         backbone_options = {**prof.backbone_options,
@@ -74,7 +97,8 @@ def main() -> None:
         out=report, correlation_data=data / "brats-split" / "train",
         cross_center_data=data / "local-split" / "test", fid_slices=0, umap=False, overlays=0,
         reference=data / "brats-split" / "train" if args.guidance == "reference" else None,
-        sources=args.sources.split(",") if args.sources else None,
+        sources=(args.sources if args.sources == "correlated"
+                 else args.sources.split(",") if args.sources else None),
     )
     row = {"name": args.name, **headline(report),
            "train_min": round((trained - began) / 60, 1),

@@ -8,10 +8,12 @@ Stages (each is skipped when its output already exists, so an interrupted demo r
 2. train UMMGAT unpaired on both training centers (and, with ``compare_lam``, a second run
    without LAM for the report's FID comparison);
 3. harmonize: fill the missing sequences of an incomplete copy of the test site, and align the
-   local test site into the BraTS domain;
+   local test site into the BraTS domain (reference-guided by the BraTS training cases: the
+   profile's ``guidance``);
 4. train a segmenter on the complete training cases;
-5. evaluate: missing-sequence scenarios x strategies, FID, image fidelity against trivial
-   baselines, statistics and the report; last, ``report/summary.csv`` (per scenario and region
+5. evaluate: missing-sequence scenarios x strategies (generated as the profile's ``guidance`` and
+   ``sources`` say), FID, image fidelity against trivial baselines, statistics and the report;
+   last, ``report/summary.csv`` (per scenario and region
    the median Dice of each strategy and the Wilcoxon p of generated vs copy), whose presence
    marks the stage finished.
 
@@ -71,6 +73,11 @@ class DemoProfile:
     eval_options: dict[str, Any] = field(default_factory=dict)
     checkpoint_every: int = 1000
     compare_lam: bool = False  # also train a generator without LAM (the FID comparison)
+    # how the generated strategy fills (docs/validation.md, ablations): style codes encoded from
+    # the real training cases of the target ("reference") or from the mapper ("latent"); sources
+    # per missing sequence the most correlated present one ("correlated") or the registry order
+    guidance: str = "reference"
+    sources: str | None = "correlated"
 
     @property
     def crop_shape(self) -> tuple[int, int, int]:
@@ -268,23 +275,11 @@ def run_demo(
             )
 
     announce("3/5 harmonize: fill missing sequences, align the local center")
-    harmonize_site(
-        paths["incomplete"],
-        target="brats",
-        model=paths["generator"],
-        out=paths["filled"],
-        device=device,
-        seed=seed,
-    )
-    harmonize_site(
-        paths["local-test"],
-        target="brats",
-        model=paths["generator"],
-        out=paths["aligned"],
-        align=True,
-        device=device,
-        seed=seed,
-    )
+    reference = paths["brats-train"] if prof.guidance == "reference" else None
+    for site, out_dir, align in ((paths["incomplete"], paths["filled"], False),
+                                 (paths["local-test"], paths["aligned"], True)):
+        harmonize_site(site, target="brats", model=paths["generator"], out=out_dir, align=align,
+                       reference=reference, device=device, seed=seed)
 
     announce("4/5 train the segmenter on complete cases")
     if not _finished(paths["segmenter"], prof.segmenter_iters):
@@ -314,6 +309,8 @@ def run_demo(
         out=paths["report"],
         correlation_data=paths["brats-train"],
         cross_center_data=paths["local-test"],
+        reference=reference,
+        sources=prof.sources,
         device=device,
         seed=seed,
         **prof.eval_options,

@@ -91,13 +91,16 @@ def plan_translations(
     sources: Sequence[str] | None = None,
     align: bool = False,
     registry: Registry | None = None,
+    ranking: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[list[Translation], list[Translation], dict[str, str]]:
     """Plan a case: ``(fills, alignments, errors)``.
 
     ``fills`` make the target sequences that are missing, each from the best present source the
-    model knows; ``alignments`` (only with ``align`` and a center other than the target's)
-    translate present target sequences into the target domain; ``errors`` maps a sequence that
-    cannot be made to the reason.
+    model knows: the first of ``sources`` (or the registry's priority), or with ``ranking`` (a
+    target sequence -> its sources, best first, e.g. :func:`source_ranking`) the first present
+    in the target's own ranking, the others after it; ``alignments`` (only with ``align`` and
+    a center other than the target's) translate present target sequences into the target
+    domain; ``errors`` maps a sequence that cannot be made to the reason.
     """
     present = [s for s in present]
     candidates = []
@@ -129,9 +132,25 @@ def plan_translations(
                 f"(present: {', '.join(present) or 'none'}; model domains: {', '.join(domains)})"
             )
         else:
-            (source, domain), note = candidates[0], notes[0]
+            best = 0
+            if ranking and ranking.get(seq):
+                order = list(ranking[seq])
+                best = min(range(len(candidates)), key=lambda i: (
+                    order.index(candidates[i][0]) if candidates[i][0] in order else len(order), i))
+            (source, domain), note = candidates[best], notes[best]
             fills.append(Translation(seq, source, domain, target_domain, note))
     return fills, alignments, errors
+
+
+def source_ranking(correlations) -> dict[str, list[str]]:
+    """Per target sequence the other sequences, most correlated first, from a ``sequences x
+    sequences`` table of Pearson's r on training cases (a DataFrame, as
+    :func:`harmonix.evaluate.strategies.sequence_correlations` measures it): translate each
+    missing sequence from the present one that resembles it most."""
+    names = list(correlations.index)
+    return {t: sorted((s for s in names if s != t),
+                      key=lambda s: (-float(correlations.loc[t, s]), names.index(s)))
+            for t in names}
 
 
 # -- generation on the preprocessed grid -----------------------------------------------------------

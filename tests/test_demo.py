@@ -54,6 +54,10 @@ def test_every_stage_runs_and_the_report_is_written(demo_run):
     for row in result.summary:
         values = [v for k, v in row.items() if k != "scenario"]
         assert values and all(0.0 <= v <= 1.0 for v in values)
+    # the profiles' filling (docs/validation.md): reference-guided, correlated sources
+    settings = json.loads((result.report.parent / "evaluation.json").read_text())
+    assert settings["guidance"] == "reference: train"  # brats-split/train, by name (portable)
+    assert settings["sources"] == "correlated"
 
 
 def test_a_site_half_written_by_a_killed_run_is_made_again(demo_run):

@@ -147,6 +147,22 @@ def test_generated_filler_plans_like_harmonize_and_generates_each_pair_once():
         GeneratedFiller(CountingGenerator(["brats/t1", "brats/t2"]), target, SEQUENCES).check()
 
 
+def test_correlated_sources_fill_each_sequence_from_its_most_similar_present_one():
+    from harmonix.translate import source_ranking
+
+    r = pd.DataFrame([[1.0, 0.9, 0.2, 0.3], [0.9, 1.0, 0.1, 0.4], [0.2, 0.1, 1.0, 0.8],
+                      [0.3, 0.4, 0.8, 1.0]], index=SEQUENCES, columns=SEQUENCES)
+    ranking = source_ranking(r)
+    assert ranking == {"t1": ["t1ce", "flair", "t2"], "t1ce": ["t1", "flair", "t2"],
+                       "t2": ["flair", "t1", "t1ce"], "flair": ["t2", "t1ce", "t1"]}
+    target = load_registry().target("brats")
+    filler = GeneratedFiller(CountingGenerator(target.domains), target, SEQUENCES)
+    assert filler.plan(["t1ce", "t2"]) == {"t1": "t2", "flair": "t2"}  # registry priority
+    filler.ranking = ranking
+    assert filler.plan(["t1ce", "t2"]) == {"t1": "t1ce", "flair": "t2"}
+    assert filler.plan(["t1ce"]) == {"t1": "t1ce", "t2": "t1ce", "flair": "t1ce"}
+
+
 # -- end to end --------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
@@ -342,7 +358,8 @@ def test_generated_strategy_follows_sources_and_reference(world, tmp_path):
 
     runs = {}
     for name, options in (("latent", {}), ("sources", {"sources": ["flair", "t2", "t1ce", "t1"]}),
-                          ("reference", {"reference": world.train})):
+                          ("reference", {"reference": world.train}),
+                          ("correlated", {"sources": "correlated"})):
         out = tmp_path / name
         evaluate(world.test, segmenter=world.segmenter, generator=world.generator, out=out,
                  scenarios="single", strategies="generated", fid_slices=0, umap=False,
@@ -359,6 +376,10 @@ def test_generated_strategy_follows_sources_and_reference(world, tmp_path):
     assert settings["latent"]["guidance"] == "latent (mapper)"
     assert settings["reference"]["guidance"].startswith("reference: ")
     assert settings["sources"]["sources"] == "flair,t2,t1ce,t1"
+    assert settings["correlated"]["sources"] == "correlated"
+    table = pd.read_csv(tmp_path / "correlated" / "correlations.csv", index_col=0)
+    best = max(["t1ce", "t2", "flair"], key=lambda s: table.loc["t1", s])
+    assert set(quality["correlated"]["source"]) == {best}
 
 
 def test_lesion_crops_resize_the_lesion_square_to_the_slice():

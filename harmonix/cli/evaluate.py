@@ -64,7 +64,9 @@ def evaluate(
     overlays: int = typer.Option(3, "--overlays", min=0, help="Cases shown as overlay PNGs."),
     sources: Optional[str] = typer.Option(  # noqa: UP045
         None, "--sources", metavar="LIST", help="Generated strategy: comma-separated source "
-        "sequences, best first (default: registry source_priority), as in harmonize."),
+        "sequences, best first (default: registry source_priority), as in harmonize; or "
+        "'correlated': each missing sequence from the present one most correlated with it on "
+        "the training cases."),
     reference: Optional[Path] = typer.Option(  # noqa: UP045
         None, "--reference", help="Generated strategy: a site of real target-domain cases "
         "whose style guides the generator (default: the mapper's latent codes)."),
@@ -91,7 +93,7 @@ def evaluate(
             target=target, seed=seed, device=device, max_cases=max_cases,
             fid_slices=fid_slices, umap=umap, hd95=hd95, metrics=metric or None,
             overlays=overlays, batch_size=batch_size, allow_overlap=allow_overlap, progress=True,
-            sources=[s.strip() for s in sources.split(",") if s.strip()] if sources else None,
+            sources=_sources(sources),
             reference=reference,
         )
     except (HarmonixError, ValueError) as exc:
@@ -110,6 +112,12 @@ def evaluate(
         detail(f"{key}: {path}")
     emit_json(evaluation_document(result))
     conclude(f"[green]report:[/] {escape(str(result.report))}")
+
+
+def _sources(spec: str | None):
+    if spec is None or spec.strip() == "correlated":
+        return spec and spec.strip()
+    return [s.strip() for s in spec.split(",") if s.strip()]
 
 
 def _print_medians(medians) -> None:

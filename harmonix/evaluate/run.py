@@ -91,7 +91,7 @@ from harmonix.interfaces import Generator, Segmenter
 from harmonix.models import installed_model
 from harmonix.progress import progress_task
 from harmonix.registry import load_registry
-from harmonix.translate import check_grid, load_references, resolve_target
+from harmonix.translate import check_grid, load_references, resolve_target, source_ranking
 
 
 def evaluate(
@@ -115,7 +115,7 @@ def evaluate(
     metrics: Sequence[str] | None = None,
     overlays: int = 3,
     batch_size: int = 16,
-    sources: Sequence[str] | None = None,
+    sources: Sequence[str] | str | None = None,
     reference: str | Path | None = None,
     allow_overlap: bool = False,
     progress: bool = True,
@@ -135,8 +135,10 @@ def evaluate(
     ``metrics`` names the metric plugins to run (:mod:`~harmonix.evaluate.metrics`); default:
     every registered one that runs by default, and ``hd95`` adds HD95. ``sources`` and
     ``reference`` choose how the generated strategy fills, as ``harmonix harmonize``'s options
-    of those names do: the present sequences tried as a source, in order, and a site of real
-    target-domain cases whose style guides the generator instead of the mapper's latent codes.
+    of those names do: the present sequences tried as a source, in order (or ``"correlated"``:
+    per missing sequence the present one most correlated with it on the training cases, the
+    copy mapping's table), and a site of real target-domain cases whose style guides the
+    generator instead of the mapper's latent codes.
     """
     began = time.perf_counter()
     kinds, strategies = parse_kinds(scenarios), parse_strategies(strategies)
@@ -158,18 +160,26 @@ def evaluate(
     references = None
     if reference is not None and gen is not None:
         references, _ = load_references(reference, run.target, config)
-    _add_fillers(run, gen, gen_no_lam, test.site.center, batch_size, sources, references)
+    correlated = sources == CORRELATED
+    if isinstance(sources, str) and not correlated:
+        raise ValueError(f"sources: a list of sequences or '{CORRELATED}', not {sources!r}")
+    _add_fillers(run, gen, gen_no_lam, test.site.center, batch_size,
+                 None if correlated else sources, references)
     inputs = dict(data=data, segmenter=segmenter, generator=generator,
                   generator_no_lam=generator_no_lam, cross_center_data=cross_center_data,
-                  sources=",".join(sources or []), reference=reference)
+                  sources=sources if correlated else ",".join(sources or []),
+                  reference=reference)
     run.ev.settings = _settings(run, inputs, kinds, test)
     with run.timed("provenance"):
         records = _check_provenance(run, test, data, {"segmenter": seg, "generator": gen,
                                                       "generator without LAM": gen_no_lam},
                                     cross_center_data if CROSS in kinds else None,
                                     allow_overlap)
-        if "copy" in strategies:
+        if "copy" in strategies or correlated:
             _copy_mapping(run, gen, correlation_data, records)
+    if correlated:
+        for filler in run.fillers.values():
+            filler.ranking = source_ranking(run.ev.correlations)
     _plan_scenarios(run, kinds, test)
     with run.timed("scenarios"):
         run_cases(run, test)
@@ -190,6 +200,10 @@ def evaluate(
     result = write_report(run.ev, out)
     result.files["summary"] = write_summary(out)  # last: its presence marks a finished report
     return result
+
+
+#: ``sources`` value: each missing sequence from the present one most correlated with it
+CORRELATED = "correlated"
 
 
 # -- setup -----------------------------------------------------------------------------------------

@@ -131,6 +131,7 @@ class GeneratedFiller:
         self.generator = generator
         self.sources = list(sources) if sources else None
         self.references = dict(references or {})
+        self.ranking: dict[str, list[str]] | None = None  # per target, see plan_translations
         self.target = dataclasses.replace(target, sequences=tuple(sequences))
         self.center = center or target.center
         self.batch_size = batch_size
@@ -150,7 +151,7 @@ class GeneratedFiller:
 
         fills, _, errors = plan_translations(
             present, self.target, self.generator.domains, center=self.center,
-            sources=self.sources,
+            sources=self.sources, ranking=self.ranking,
         )
         if errors:
             raise ValueError("; ".join(f"{s}: {m}" for s, m in errors.items()))
