@@ -44,10 +44,11 @@ from harmonix.evaluate.targets import SUMMARY_FILE
 from harmonix.pipeline import harmonize_site
 from harmonix.plugins import build_trainer
 
-#: training iterations of the ``validate`` profile: 1.6-3 s per iteration of quick's training
-#: configuration on 2 CPU cores (1.6-1.9 s with two threads on a quiet machine, ~2.8 s with one
-#: thread beside other work; docs/validation.md), so 35-60 min of training, 50-75 min in all
-VALIDATE_ITERS = 1200
+#: training iterations of the ``validate`` profile. The ablations (docs/validation.md) improved
+#: from 600 to 1200 to 1800 to 2400 iterations; 2400 is what fits 2 hours on 2 CPU cores: 1.6-2.3
+#: s per iteration (1.6-1.9 s with two threads on a quiet machine, 2.3 s with one thread beside
+#: other work), so 65-95 min of training, about 80-110 min in all
+VALIDATE_ITERS = 2400
 
 
 @dataclass(frozen=True)
@@ -107,8 +108,8 @@ PROFILES: dict[str, DemoProfile] = {
         eval_options={"fid_slices": 16},
         checkpoint_every=200,
     ),
-    # issue 14's validation run: the quick sizes trained 3x longer on more cases, in about an
-    # hour and ten minutes on 2 CPU cores (docs/validation.md); resumable like every profile.
+    # issue 14's validation run: the quick sizes trained 4x longer on more cases, in under two
+    # hours on 2 CPU cores (docs/validation.md); resumable like every profile.
     # The generator without LAM (FID comparison) doubles the training time: --compare-lam
     "validate": DemoProfile(
         name="validate",

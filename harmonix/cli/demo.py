@@ -19,7 +19,7 @@ def demo(
                              "the report (re-running resumes finished stages)."),
     profile: str = typer.Option("quick", "--profile", help="quick: minutes on 2 CPU cores; "
                                 "validate: issue 14's validation run (quick's sizes, more "
-                                "iterations and cases; about 70 minutes on 2 CPU cores; writes "
+                                "iterations and cases; under 2 hours on 2 CPU cores; writes "
                                 "report/summary.csv); paper: the paper's sizes and recipe "
                                 "(176x176, batch 8, 20k iterations), meant for a GPU."),
     device: str = device_option(),
