@@ -162,10 +162,12 @@ def test_image_and_image_set_metrics_reach_the_tables_and_the_report(sites, tmp_
                       scenarios="single", strategies="generated", fid_slices=4, umap=False,
                       overlays=0, progress=False, metrics=["dice", "mae", "intensity-gap"])
     results, out = result.results, result.out
-    gap = results[results["metric"] == "intensity-gap"]
+    gap = results[(results["metric"] == "intensity-gap") & (results["kind"] == "fid")]
     assert len(gap[gap["strategy"] == "real"]) == 4  # the real-vs-real baseline per sequence
     generated = gap[gap["strategy"] == "generated"]
     assert len(generated) == 12 and np.isfinite(generated["value"]).all()
+    lesion = results[(results["metric"] == "intensity-gap") & (results["kind"] == "fid-lesion")]
+    assert len(lesion[lesion["strategy"] == "generated"]) == 12  # and on the lesion crops
     assert (gap["value"] >= 0).all() and (generated["value"] > 0).any()
     assert not (results["metric"] == "fid").any()  # not named, not run
     assert (out / "pairs_intensity-gap.csv").is_file() and not (out / "fid.csv").exists()
