@@ -43,3 +43,20 @@ def test_readme_first_command_runs_the_demo():
     readme = (ROOT / "README.md").read_text()
     first = re.findall(r"```bash\n(.*?)\n```", readme, flags=re.S)[0]
     assert "pip install" in first and first.strip().endswith("harmonix demo")
+
+
+def test_validation_doc_quotes_its_summary_csv():
+    """docs/validation.md's per-scenario table is the committed summary.csv of the run."""
+    import pandas as pd
+
+    from harmonix.evaluate.targets import SUMMARY_COLUMNS
+
+    docs = ROOT / "docs"
+    summary = pd.read_csv(docs / "validation" / "summary.csv")
+    assert tuple(summary.columns) == SUMMARY_COLUMNS
+    assert len(summary) == 15 * 3 + 1  # 14 fixed + random, WT/TC/ET; cross-center WT
+    text = (docs / "validation.md").read_text()
+    for scenario in ("missing t1", "missing flair", "missing t1ce+t2+flair", "random"):
+        rows = summary[summary["scenario"] == scenario].set_index("region")
+        generated = " / ".join(f"{rows.loc[r, 'generated']:.3f}" for r in ("WT", "TC", "ET"))
+        assert f"| {scenario} |" in text and generated in text, scenario
