@@ -387,7 +387,7 @@ def test_lesion_crops_resize_the_lesion_square_to_the_slice():
     lesion = np.zeros((32, 32, 2), bool)
     volume[10:14, 20:24, 1] = 200.0
     lesion[10:14, 20:24, 1] = True
-    crops = lesion_crops(volume, lesion, np.array([0, 1]), margin=2)
+    crops = lesion_crops(np.moveaxis(volume, -1, 0), np.moveaxis(lesion, -1, 0), margin=2)
     assert crops.shape == (2, 32, 32)
     assert not crops[0].any()  # no lesion on slice 0
     # a 4x4 lesion plus margins of 2 becomes an 8x8 square, centred: the lesion fills its

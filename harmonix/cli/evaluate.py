@@ -114,9 +114,10 @@ def evaluate(
     conclude(f"[green]report:[/] {escape(str(result.report))}")
 
 
-def _sources(spec: str | None):
+def _sources(spec: str | None) -> str | list[str] | None:
+    """``--sources``: None, "correlated", or a list of sequences."""
     if spec is None or spec.strip() == "correlated":
-        return spec and spec.strip()
+        return None if spec is None else "correlated"
     return [s.strip() for s in spec.split(",") if s.strip()]
 
 

@@ -122,25 +122,24 @@ def axial(volume: np.ndarray, ks: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(volume[:, :, ks], -1, 0)).astype(np.float32)
 
 
-def lesion_crops(volume: np.ndarray, lesion: np.ndarray, ks: np.ndarray,
-                 margin: int = 2) -> np.ndarray:
-    """``(len(ks), X, Y)``: per axial slice ``k`` the square around its lesion (bounding box plus
-    ``margin`` voxels) of ``volume``, resized to the slice size: what lesion-region FID compares
-    (the lesion's texture at the resolution of a whole slice, not a small spot on black)."""
-    size = volume.shape[:2]
-    out = np.zeros((len(ks), *size), np.float32)
-    for i, k in enumerate(ks):
-        rows, cols = np.nonzero(lesion[:, :, k])
+def lesion_crops(slices: np.ndarray, lesions: np.ndarray, margin: int = 2) -> np.ndarray:
+    """``(n, X, Y)``: per axial slice the square around its lesion (``lesions``, boolean, same
+    shape; bounding box plus ``margin`` voxels) resized to the slice size: what lesion-region FID
+    compares (the lesion's texture at the resolution of a whole slice, not a spot on black)."""
+    out = np.zeros(slices.shape, np.float32)
+    for i, (image, lesion) in enumerate(zip(slices, lesions, strict=True)):
+        rows, cols = np.nonzero(lesion)
         if not len(rows):
             continue
         extent = max(np.ptp(rows), np.ptp(cols)) + 1 + 2 * margin
         x0 = rows.min() - (extent - np.ptp(rows) - 1) // 2
         y0 = cols.min() - (extent - np.ptp(cols) - 1) // 2
         box = np.zeros((extent, extent), np.float32)
-        src = volume[max(x0, 0):x0 + extent, max(y0, 0):y0 + extent, k]
+        src = image[max(x0, 0):x0 + extent, max(y0, 0):y0 + extent]
         box[max(-x0, 0):max(-x0, 0) + src.shape[0], max(-y0, 0):max(-y0, 0) + src.shape[1]] = src
         crop = torch.from_numpy(box)[None, None]
-        out[i] = F.interpolate(crop, size=size, mode="bilinear", align_corners=False)[0, 0].numpy()
+        out[i] = F.interpolate(crop, size=slices.shape[1:], mode="bilinear",
+                               align_corners=False)[0, 0].numpy()
     return out
 
 

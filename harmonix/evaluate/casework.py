@@ -144,6 +144,21 @@ def _slices_on_full(filler: GeneratedFiller, variants: CaseVariants, prepared, t
     return out
 
 
+def _sampled_slices(bank, filler: GeneratedFiller, work: _CaseWork, prepared, label: str,
+                    source: str, target: str, ks_a: np.ndarray, lesion_ks: np.ndarray,
+                    masks) -> None:
+    """Only the slices FID needs of ``target`` made from ``source`` by generator ``label``: half
+    A's sampled slices and the lesion crops."""
+    made = _slices_on_full(filler, work.variants, prepared, target, source,
+                           np.concatenate([ks_a, lesion_ks]).astype(int))
+    if made is None:
+        return
+    if len(ks_a):
+        bank.add_generated(label, source, target, made[:len(ks_a)])
+    if len(lesion_ks):
+        bank.add_crops(target, lesion_crops(made[len(ks_a):], masks), label, source)
+
+
 def _pairs_and_slices(run: RunContext, work: _CaseWork, index: int, n: int, per_case: int) -> None:
     """Every (source, target) pair of every generator, from the case preprocessed with the
     source alone: SSIM/PSNR rows; slices for FID and the (lesion) codes."""
@@ -157,29 +172,17 @@ def _pairs_and_slices(run: RunContext, work: _CaseWork, index: int, n: int, per_
             bank.add_real(half, seq, axial(case.volumes[seq], half_ks))
     lesion = case.label > 0 if case.label is not None else None
     lesion_ks = lesion_slice_indices(case.label, per_case if run.fid_slices > 0 else 0)
+    masks = axial(lesion, lesion_ks) > 0 if len(lesion_ks) else None
     for t in run.sequences if len(lesion_ks) else ():
         bank.add_lesion(t, None, axial(case.volumes[t] * lesion, lesion_ks))
-        bank.add_crops(t, lesion_crops(case.volumes[t], lesion, lesion_ks))
+        bank.add_crops(t, lesion_crops(axial(case.volumes[t], lesion_ks), masks))
     for label, filler in run.fillers.items():
         for target in run.sequences:
             for source in [s for s in run.sequences if s != target]:
                 prepared = work.variants.present([source])
                 if label != MAIN:  # FID only: just the sampled and the lesion slices
-                    ks_needed = np.union1d(halves.get("A", []), lesion_ks).astype(int)
-                    if len(ks_needed):
-                        made = _slices_on_full(filler, work.variants, prepared, target, source,
-                                               ks_needed)
-                        if made is not None:
-                            at = {k: i for i, k in enumerate(ks_needed)}
-                            if "A" in halves and len(halves["A"]):
-                                bank.add_generated(label, source, target,
-                                                   made[[at[k] for k in halves["A"]]])
-                            if len(lesion_ks):
-                                on_full = np.zeros(case.volumes[target].shape, np.float32)
-                                on_full[:, :, lesion_ks] = np.moveaxis(
-                                    made[[at[k] for k in lesion_ks]], 0, -1)
-                                bank.add_crops(target, lesion_crops(on_full, lesion, lesion_ks),
-                                               label, source)
+                    _sampled_slices(bank, filler, work, prepared, label, source, target,
+                                    halves.get("A", np.array([], int)), lesion_ks, masks)
                     continue
                 volume = filler.volume(prepared, target, source)  # the scenarios reuse it
                 for metric, value in work.image_quality("generated", target, source, volume,
@@ -198,7 +201,7 @@ def _pairs_and_slices(run: RunContext, work: _CaseWork, index: int, n: int, per_
                     bank.add_generated(label, source, target, axial(on_full, halves["A"]))
                 if len(lesion_ks):
                     bank.add_lesion(target, source, axial(on_full * lesion, lesion_ks))
-                    bank.add_crops(target, lesion_crops(on_full, lesion, lesion_ks), label,
+                    bank.add_crops(target, lesion_crops(axial(on_full, lesion_ks), masks), label,
                                    source)
 
 

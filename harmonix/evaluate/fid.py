@@ -53,9 +53,7 @@ def compute_fid(ev: Evaluation, bank, sequences: Sequence[str], labels: Sequence
     rng = np.random.default_rng(seed)
 
     def equal(slices: np.ndarray) -> np.ndarray:
-        """Every set the same size: a seeded subset of ``size`` slices."""
-        keep = np.sort(rng.choice(len(slices), size, replace=False))
-        return slices[keep] if len(slices) > size else slices
+        return _subset(slices, size, rng)
 
     sets_a = {s: equal(v) for s, v in real_a.items()}
     sets_b = {s: equal(v) for s, v in real_b.items()}
@@ -92,13 +90,7 @@ def _pair_rows(ev: Evaluation, name: str, metric: ImageSetMetric, sequences, fea
     for t in sequences:
         ev.add(**base, strategy="real", sequence=t, source=t,
                value=metric.distance(feats_a[t], feats_b[t]))
-        for s in sequences:
-            if s != t:
-                ev.add(**base, strategy="copy", sequence=t, source=s,
-                       value=metric.distance(feats_a[s], feats_b[t]))
-    for (label, s, t), made in generated.items():
-        ev.add(**base, strategy="generated", generator=label, sequence=t, source=s,
-               value=metric.distance(features(made), feats_b[t]))
+    _source_rows(ev, base, metric, features, feats_a, feats_b, generated)
     if cross is not None:
         center, local, aligned = cross
         reference = np.concatenate([feats_a["t2"], feats_b["t2"]])
@@ -108,6 +100,26 @@ def _pair_rows(ev: Evaluation, name: str, metric: ImageSetMetric, sequences, fea
                    value=metric.distance(features(local), reference))
             ev.add(**cc, strategy="generated", generator=MAIN, source=f"{center}/t2",
                    value=metric.distance(features(aligned), reference))
+
+
+def _subset(slices: np.ndarray, size: int, rng) -> np.ndarray:
+    """Every set the same size: a seeded subset of ``size`` slices."""
+    keep = np.sort(rng.choice(len(slices), size, replace=False))
+    return slices[keep] if len(slices) > size else slices
+
+
+def _source_rows(ev: Evaluation, base: dict, metric: ImageSetMetric, features, source_feats,
+                 target_feats, generated) -> None:
+    """Per pair ``s -> t``: the real source (strategy copy) and the target generated from it by
+    each generator, against the real target's features."""
+    for t in target_feats:
+        for s in source_feats:
+            if s != t:
+                ev.add(**base, strategy="copy", sequence=t, source=s,
+                       value=metric.distance(source_feats[s], target_feats[t]))
+    for (label, s, t), slices in generated.items():
+        ev.add(**base, strategy="generated", generator=label, sequence=t, source=s,
+               value=metric.distance(features(slices), target_feats[t]))
 
 
 def _lesion_sets(bank, sequences, labels, fid_slices: int, rng) -> tuple[dict, dict]:
@@ -120,11 +132,8 @@ def _lesion_sets(bank, sequences, labels, fid_slices: int, rng) -> tuple[dict, d
     size = min(fid_slices, *sizes) if sizes else 0
     if size < 2:
         return {}, {}
-
-    def equal(slices):
-        return slices[np.sort(rng.choice(len(slices), size, replace=False))]
-
-    return {t: equal(v) for t, v in real.items()}, {k: equal(v) for k, v in made.items()}
+    return ({t: _subset(v, size, rng) for t, v in real.items()},
+            {k: _subset(v, size, rng) for k, v in made.items()})
 
 
 def _lesion_rows(ev: Evaluation, name: str, metric: ImageSetMetric, features, real, made
@@ -133,14 +142,7 @@ def _lesion_rows(ev: Evaluation, name: str, metric: ImageSetMetric, features, re
     generated target's lesions of each generator, against the real target's lesions."""
     feats = {t: features(v) for t, v in real.items()}
     base = dict(case="", scenario=LESION_FID, kind=LESION_FID, metric=name)
-    for t in real:
-        for s in real:
-            if s != t:
-                ev.add(**base, strategy="copy", sequence=t, source=s,
-                       value=metric.distance(feats[s], feats[t]))
-    for (label, s, t), slices in made.items():
-        ev.add(**base, strategy="generated", generator=label, sequence=t, source=s,
-               value=metric.distance(features(slices), feats[t]))
+    _source_rows(ev, base, metric, features, feats, feats, made)
 
 
 def lesion_fid_table(results: pd.DataFrame) -> pd.DataFrame:

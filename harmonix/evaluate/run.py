@@ -93,6 +93,9 @@ from harmonix.progress import progress_task
 from harmonix.registry import load_registry
 from harmonix.translate import check_grid, load_references, resolve_target, source_ranking
 
+#: ``sources`` value: each missing sequence from the present one most correlated with it
+CORRELATED = "correlated"
+
 
 def evaluate(
     data: str | Path,
@@ -141,6 +144,9 @@ def evaluate(
     generator instead of the mapper's latent codes.
     """
     began = time.perf_counter()
+    correlated = sources == CORRELATED
+    if isinstance(sources, str) and not correlated:
+        raise ValueError(f"sources: a list of sequences or '{CORRELATED}', not {sources!r}")
     kinds, strategies = parse_kinds(scenarios), parse_strategies(strategies)
     chosen = select_metrics(metrics, hd95=hd95)
     seg = load_segmenter(segmenter, device)
@@ -160,9 +166,6 @@ def evaluate(
     references = None
     if reference is not None and gen is not None:
         references, _ = load_references(reference, run.target, config)
-    correlated = sources == CORRELATED
-    if isinstance(sources, str) and not correlated:
-        raise ValueError(f"sources: a list of sequences or '{CORRELATED}', not {sources!r}")
     _add_fillers(run, gen, gen_no_lam, test.site.center, batch_size,
                  None if correlated else sources, references)
     inputs = dict(data=data, segmenter=segmenter, generator=generator,
@@ -200,10 +203,6 @@ def evaluate(
     result = write_report(run.ev, out)
     result.files["summary"] = write_summary(out)  # last: its presence marks a finished report
     return result
-
-
-#: ``sources`` value: each missing sequence from the present one most correlated with it
-CORRELATED = "correlated"
 
 
 # -- setup -----------------------------------------------------------------------------------------
