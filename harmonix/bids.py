@@ -29,7 +29,8 @@ from harmonix.version import __version__
 DATASET_DIR = "derivatives/harmonix"
 DESCRIPTION = "dataset_description.json"
 BIDS_VERSION = "1.9.0"
-DESC = {"generated": "synthetic", "aligned": "aligned"}  # the desc- entity of derived files
+DESC = {"generated": "synthetic", "aligned": "aligned",  # the desc- entity of derived files
+        "spread": "spread"}
 _BIDS_CASE = re.compile(r"sub-([A-Za-z0-9]+)(?:_ses-([A-Za-z0-9]+))?")
 
 

@@ -7,6 +7,8 @@
   counterpart's intensity scale and dtype (:mod:`harmonix.intensity`) or with ``--intensity
   model`` as float32 0..255, with the input's extension (``.nii`` stays ``.nii``) and a JSON
   sidecar recording how they were made and on which scale.
+* With ``--confidence``, the spread across fused sources of a generated volume goes to the case's
+  ``_confidence/`` folder, flagged synthetic as well (:mod:`harmonix.fusion`).
 * With ``--layout bids`` every file gets a sidecar: the input's own carried over (real and
   aligned files) and extended with harmonix's record (:mod:`harmonix.bids`).
 """
@@ -14,7 +16,9 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -84,24 +88,27 @@ def brain_on_input_grid(prepared) -> np.ndarray:
 
 
 def synthetic_volume(translation, status: str, data: np.ndarray, like, *, record,
-                     brain: np.ndarray | None, intensity: str = "input", like_name: str = ""):
+                     brain: np.ndarray | None, intensity: str = "input", like_name: str = "",
+                     sources: str = ""):
     """The NIfTI image of a model-scale volume ``data`` (on the input's grid) made from ``like``,
     the real image of ``translation.source``, and the scale it is on (for the sidecar):
     ``intensity="input"`` maps it onto ``like``'s scale and dtype (``record``: the case's
     ``GridRecord``; ``brain``: :func:`brain_on_input_grid`), ``"model"`` keeps float32 0..255.
-    What ``harmonize`` writes and ``harmonix.fill_case`` returns."""
+    What ``harmonize`` writes and ``harmonix.fill_case`` returns; ``sources`` (``t1+t2`` when
+    fused) names its sources in the header, default ``translation.source``."""
     t = translation
     scale = None
     if intensity == "input":
         scale = scale_of(record, t.source, like, like_name)
         data = to_scale(data, brain, scale)
-    image = synthetic_image(data, like, f"harmonix SYNTHETIC {status} from {t.source}", scale)
+    image = synthetic_image(data, like, f"harmonix SYNTHETIC {status} from "
+                                        f"{sources or t.source}", scale)
     return image, (scale.to_dict() if scale else dict(MODEL_SCALE))
 
 
 def write_synthetic(files: StagedCase, translation, status: str, data: np.ndarray,
                     like_path: Path, *, record, brain: np.ndarray | None, intensity: str,
-                    sidecar: dict[str, Any], source_file: str = "") -> str:
+                    sidecar: dict[str, Any], source_file: str = "", sources: str = "") -> str:
     """Write a model-scale volume ``data`` (on the input's grid) made from the real file
     ``like_path`` of ``translation.source``; returns its path relative to ``OUT``.
 
@@ -112,7 +119,8 @@ def write_synthetic(files: StagedCase, translation, status: str, data: np.ndarra
     t = translation
     like = nib.load(like_path)  # the file's header: codes, units, dtype, scaling
     image, scale = synthetic_volume(t, status, data, like, record=record, brain=brain,
-                                    intensity=intensity, like_name=like_path.name)
+                                    intensity=intensity, like_name=like_path.name,
+                                    sources=sources)
     path, rel = files.path(t.sequence, status, nifti_suffix(like_path))
     atomic_write_nifti(path, image)
     meta = {**sidecar, "intensity": scale}
@@ -123,4 +131,39 @@ def write_synthetic(files: StagedCase, translation, status: str, data: np.ndarra
         meta = {**carried, "Description": f"SYNTHETIC: {what} by harmonix; not a real scan",
                 **({"Sources": [dataset_uri(source_file)]} if source_file else {}), **meta}
     atomic_write_json(sidecar_path(path), meta)
+    return rel
+
+
+def synthetic_sidecar(group, status: str, case_id: str, run: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON sidecar of a synthetic volume made by the translations ``group`` (one per
+    source; several when fused), with the run's facts ``run`` (target, seed, model, guidance,
+    model card hash, fill policy)."""
+    t = group[0]
+    return {
+        "synthetic": True,
+        "warning": "synthetic image made by a generative model; never read it as a real scan",
+        "status": status, "case": case_id, "sequence": t.sequence,
+        "source_sequences": [x.source for x in group], "source_domain": t.source_domain,
+        "target_domain": t.target_domain, **run,
+        "fill": run.get("fill", "single") if len(group) > 1 else "single",
+        "harmonix_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "note": t.note,
+    }
+
+
+def write_spread(files: StagedCase, translation, spread, like_path: Path,
+                 sidecar: dict[str, Any]) -> str:
+    """Write the spread across fused sources of a generated volume (a NIfTI on the input's grid,
+    float32 on the model's 0..255 scale) into the case's ``_confidence/`` folder, flagged
+    synthetic like the volume; returns its path relative to ``OUT``."""
+    t = translation
+    path, rel = files.path(t.sequence, "spread", nifti_suffix(like_path))
+    data = np.asarray(spread.dataobj, np.float32)
+    image = synthetic_image(data, nib.load(like_path),
+                            f"harmonix SYNTHETIC spread of {t.sequence} across sources", None)
+    atomic_write_nifti(path, image)
+    atomic_write_json(sidecar_path(path), {
+        **sidecar, "meaning": "per-voxel weighted standard deviation of the generated volume "
+        "across its fused sources (0..255 scale): where they disagree, not a calibrated "
+        "probability", "intensity": dict(MODEL_SCALE)})
     return rel

@@ -166,7 +166,7 @@ PROFILES: dict[str, DemoProfile] = {
         backbone_options={"preset": "tiny"},
         segmenter="unet2d",
         segmenter_iters=2,
-        eval_options={"fid_slices": 4, "umap": False, "scenarios": "single"},
+        eval_options={"fid_slices": 4, "umap": False, "scenarios": "single,triple"},
         checkpoint_every=2,
     ),
 }
@@ -243,9 +243,9 @@ def run_demo(
             # made aside and renamed: a run killed half-way makes it again on resume
             partial = data / f".{center}.partial"
             shutil.rmtree(partial, ignore_errors=True)
-            synthesize_site(
+            synthesize_site(  # with tissue maps: the report's tissue contrast needs them
                 partial, n_train + n_test, center=center, seed=site_seed,
-                spacing=prof.spacing,
+                spacing=prof.spacing, write_truth=True,
             )
             shutil.rmtree(data / center, ignore_errors=True)
             partial.rename(data / center)

@@ -2,9 +2,10 @@
 
 For users who hold images rather than a site folder (a notebook, a PACS bridge). The case goes
 through what ``harmonix harmonize`` does to each case of a site (:mod:`harmonix.pipeline`): the
-same plan (:func:`harmonix.translate.plan_translations`), the generator's own preprocessing
-(:func:`harmonix.data.preprocess.preprocess_case`), slice-wise translation
-(:func:`harmonix.translate.translate_volume`), the exact inverse onto the input's grid
+same plan (:func:`harmonix.translate.plan_translations`, the model card's fill policy), the
+generator's own preprocessing (:func:`harmonix.data.preprocess.preprocess_case`), slice-wise
+translation and fusion (:func:`harmonix.translate.make_sequence`), the exact inverse onto the
+input's grid
 (:func:`harmonix.data.preprocess.restore`), the same intensity scale (by default the real
 counterpart's scale and dtype, :mod:`harmonix.intensity`; ``intensity="model"``: float32 0..255)
 and the synthetic flag in the NIfTI header (:func:`harmonix.outputs.synthetic_image`), so that a
@@ -21,20 +22,21 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from harmonix.case_files import brain_on_input_grid
+from harmonix.case_files import brain_on_input_grid, synthetic_volume
 from harmonix.checkpoints import load_generator
+from harmonix.coverage import MIN_COVERAGE, CoverageError, check_coverage
 from harmonix.data.preprocess import preprocess_case, restore
-from harmonix.intensity import INTENSITY_MODES, scale_of, to_scale
+from harmonix.fusion import FillPolicy
+from harmonix.intensity import INTENSITY_MODES
 from harmonix.interfaces import Generator
-from harmonix.outputs import synthetic_image
-from harmonix.pipeline import MIN_COVERAGE, WARN_COVERAGE
 from harmonix.registry import Registry, load_registry
 from harmonix.translate import (
+    by_sequence,
     check_grid,
+    make_sequence,
     plan_translations,
     preprocess_config_from_card,
     resolve_target,
-    translate_volume,
 )
 
 
@@ -78,6 +80,7 @@ def fill_case(
     seed: int = 0,
     intensity: str = "input",
     min_coverage: float = MIN_COVERAGE,
+    fill: str | None = None,
 ) -> dict[str, nib.Nifti1Image]:
     """Complete one case for ``target``: every target sequence, the given ones unchanged (the
     same image objects) and the missing ones generated on the input's grid, flagged synthetic in
@@ -89,7 +92,9 @@ def fill_case(
     source domains; default: the target's); ``sources`` restricts and orders the sequences used
     as sources (as ``harmonize --sources``); ``intensity="input"`` puts a generated volume on the
     scale and dtype of its source image, ``"model"`` keeps float32 0..255 (as ``harmonize
-    --intensity``). Raises ``ValueError`` when a missing sequence cannot be made or the model's
+    --intensity``); ``fill`` (``single`` or ``fused``) overrides the model card's fill policy
+    (:mod:`harmonix.fusion`), as ``harmonize --fill``. Raises ``ValueError`` when a missing
+    sequence cannot be made or the model's
     crop holds less than ``min_coverage`` of the brain, and
     :class:`~harmonix.errors.InputError` for an unusable image.
     """
@@ -102,9 +107,10 @@ def fill_case(
     generator = model if isinstance(model, Generator) else load_generator(model, device=device)
     config = preprocess_config_from_card(generator)
     check_grid(config, generator)
+    policy = FillPolicy.from_card(generator.card).with_policy(fill)
     fills, _, errors = plan_translations(
         list(keys), target_spec, generator.domains, center=center, sources=sources,
-        registry=registry,
+        registry=registry, policy=policy,
     )
     if errors:
         raise ValueError("; ".join(f"{seq}: {message}" for seq, message in errors.items()))
@@ -113,28 +119,23 @@ def fill_case(
         return out
     prepared = preprocess_case({seq: _as_loaded(images[key]) for seq, key in keys.items()},
                                config, case_id="case", registry=registry)
-    coverage = float(prepared.coverage)
-    if coverage < WARN_COVERAGE:
-        message = f"the model's field of view covers {coverage:.1%} of this case's brain"
-        if coverage < min_coverage:
-            raise ValueError(f"{message}; use a model trained with a larger crop or spacing, "
-                             f"or lower min_coverage (now {min_coverage:g})")
-        warnings.warn(f"{message}; the rest is 0", RuntimeWarning, stacklevel=2)
+    try:
+        _, note = check_coverage(prepared, config, min_coverage)
+    except CoverageError as exc:
+        raise ValueError(str(exc).replace("--min-coverage", "min_coverage")) from None
+    if note:
+        warnings.warn(note, RuntimeWarning, stacklevel=2)
     brain = brain_on_input_grid(prepared) if intensity == "input" else None
-    for t in fills:
-        volume = translate_volume(
-            prepared.volumes[t.source], prepared.brain_mask, generator, t.source_domain,
-            t.target_domain, batch_size=batch_size, seed=seed,
-        )
-        like = images[keys[t.source]]
+    for sequence, group in by_sequence(fills).items():
+        volume, _ = make_sequence(group, prepared.volumes, prepared.brain_mask, generator,
+                                  policy, batch_size=batch_size, seed=seed)
+        t = group[0]
         data = np.asarray(restore(volume, prepared.record).dataobj, np.float32)
-        scale = None
-        if intensity == "input":
-            name = Path(like.get_filename() or "").name
-            scale = scale_of(prepared.record, t.source, like, name)
-            data = to_scale(data, brain, scale)
-        out[t.sequence] = synthetic_image(data, like,
-                                          f"harmonix SYNTHETIC generated from {t.source}", scale)
+        like = images[keys[t.source]]
+        out[sequence], _ = synthetic_volume(t, "generated", data, like, record=prepared.record,
+                                            brain=brain, intensity=intensity,
+                                            like_name=Path(like.get_filename() or "").name,
+                                            sources="+".join(x.source for x in group))
     return {seq: out[seq] for seq in target_spec.sequences if seq in out}
 
 

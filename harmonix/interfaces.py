@@ -40,6 +40,9 @@ class Backbone(nn.Module, ABC):
     """
 
     size_multiple: int = 1
+    #: the period in pixels of the backbone's patch structure (a patch embedding's patch size),
+    #: where a grid artifact would show; 1 for backbones without patches
+    patch_period: int = 1
 
     def __init__(self, in_channels: int = 1, out_channels: int = 1, style_dim: int = 64):
         super().__init__()
@@ -67,6 +70,8 @@ class Generator(ABC):
     domains: Sequence[str]
     image_size: int
     card: Mapping[str, Any]
+    #: the backbone's :attr:`Backbone.patch_period` (the evaluation's grid measure)
+    patch_period: int = 1
 
     @abstractmethod
     def translate(

@@ -38,7 +38,8 @@ CASE_RECORD = ".harmonix-case.json"
 STAGING_MARKER = ".harmonix-staging"  # in every staging folder: only these are cleaned up
 ALIGNED_DIR = "_aligned"
 ORIGINAL_DIR = "_original"  # --merge-aligned: the real copies that aligned volumes replace
-SYNTHETIC_STATUSES = ("generated", "aligned")
+CONFIDENCE_DIR = "_confidence"  # --confidence: the spread across fused sources
+SYNTHETIC_STATUSES = ("generated", "aligned", "spread")
 SHARED_GRACE_S = 3600  # remove_stale(shared=True) keeps unmarked leftovers younger than this
 OUTPUT_LAYOUTS = ("target", "bids")  # the target's file names (BraTS) or a BIDS derivative
 
@@ -105,8 +106,8 @@ class CaseOutput:
 
     def place(self, sequence: str, status: str, suffix: str) -> tuple[str, str]:
         """``("case" or "aligned", path inside that folder)`` of ``sequence`` (``"seg"``: the label
-        map) with ``status`` real, original (a real copy displaced by --merge-aligned), generated
-        or aligned."""
+        map) with ``status`` real, original (a real copy displaced by --merge-aligned), generated,
+        aligned or spread (``--confidence``: in the case's ``_confidence/``)."""
         if self.layout == "bids":
             name = NAMINGS["bids"].file_name(prefix(self.case_id), sequence, suffix,
                                              DESC.get(status))
@@ -115,6 +116,8 @@ class CaseOutput:
             inside = output_name(self.case_id, sequence, self.target, suffix)
         if status == "original":
             return "case", f"{ORIGINAL_DIR}/{inside}"
+        if status == "spread" and self.layout != "bids":
+            return "case", f"{CONFIDENCE_DIR}/{inside}"
         if status == "aligned" and self.aligned_folder:
             return "aligned", inside
         return "case", inside

@@ -44,7 +44,6 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -53,12 +52,21 @@ import numpy as np
 
 from harmonix.bids import write_description
 from harmonix.cards import portable_path
-from harmonix.case_files import StagedCase, brain_on_input_grid, copy_real, write_synthetic
+from harmonix.case_files import (
+    StagedCase,
+    brain_on_input_grid,
+    copy_real,
+    synthetic_sidecar,
+    write_spread,
+    write_synthetic,
+)
 from harmonix.checkpoints import as_generator
+from harmonix.coverage import MIN_COVERAGE, CoverageError, check_coverage
 from harmonix.data.load import load_case
 from harmonix.data.preprocess import preprocess_case, restore
 from harmonix.data.site import read_site
 from harmonix.errors import HarmonixError, InputError
+from harmonix.fusion import FillPolicy
 from harmonix.interfaces import Generator
 from harmonix.io import atomic_write_json
 from harmonix.outputs import (
@@ -82,18 +90,14 @@ from harmonix.progress import progress_task
 from harmonix.registry import Registry, Target, load_registry
 from harmonix.shards import Merged, Shard, check_part, shard_of, write_run_manifest
 from harmonix.translate import (
-    Translation,
+    by_sequence,
     check_grid,
     load_references,
+    make_sequence,
     plan_translations,
     preprocess_config_from_card,
     resolve_target,
-    translate_volume,
 )
-from harmonix.version import __version__
-
-MIN_COVERAGE = 0.9  # a generated volume whose brain the model's crop covers less fails
-WARN_COVERAGE = 0.99
 
 
 @dataclass
@@ -163,6 +167,16 @@ class _Job:
     intensity: str = "input"  # INTENSITY_MODES
     layout: str = "target"  # OUTPUT_LAYOUTS
     merge_aligned: bool = False
+    policy: FillPolicy = field(default_factory=FillPolicy)
+    confidence: bool = False  # write the spread across fused sources
+
+    @property
+    def sidecar(self) -> dict[str, Any]:
+        """What every synthetic volume's sidecar says about this run."""
+        return {"target": self.target.name, "seed": self.seed, "model": self.model_name,
+                "guidance": "reference" if self.references else "latent",
+                "model_card_sha256": self.settings["model_card_sha256"],
+                "fill": self.policy.policy}
 
     def where(self, case_id: str) -> CaseOutput:
         return CaseOutput(case_id, self.target, self.layout, self.merge_aligned)
@@ -170,27 +184,6 @@ class _Job:
 
 def _failed(case_id: str, problems: Iterable[tuple[str, str]]) -> _CaseFailed:
     return _CaseFailed([ManifestRow(case_id, seq, "failed", "", msg) for seq, msg in problems])
-
-
-def _sidecar(job: _Job, t: Translation, status: str, model: str, case_id: str) -> dict[str, Any]:
-    return {
-        "synthetic": True,
-        "warning": "synthetic image made by a generative model; never read it as a real scan",
-        "status": status,
-        "case": case_id,
-        "sequence": t.sequence,
-        "source_sequences": [t.source],
-        "source_domain": t.source_domain,
-        "target": job.target.name,
-        "target_domain": t.target_domain,
-        "guidance": "reference" if job.references else "latent",
-        "seed": job.seed,
-        "model": model,
-        "model_card_sha256": job.settings["model_card_sha256"],
-        "harmonix_version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "note": t.note,
-    }
 
 
 def _harmonize_case(case, job: _Job, stage: Path, inputs: dict[str, Any]) -> list[ManifestRow]:
@@ -201,7 +194,7 @@ def _harmonize_case(case, job: _Job, stage: Path, inputs: dict[str, Any]) -> lis
     present = [s for s in case.sequences]
     fills, alignments, errors = plan_translations(
         present, target, job.generator.domains, center=job.site_center, sources=job.sources,
-        align=job.align, registry=job.registry,
+        align=job.align, registry=job.registry, policy=job.policy,
     )
     if errors:
         raise _failed(case_id, errors.items())
@@ -234,14 +227,16 @@ def _harmonize_case(case, job: _Job, stage: Path, inputs: dict[str, Any]) -> lis
             prepared = preprocess_case(dict(loaded.images), job.config, case_id=case_id)
         except (InputError, ValueError) as exc:
             raise _failed(case_id, [("", f"preprocessing failed: {exc}")]) from None
-        coverage, coverage_note = _check_coverage(prepared, job)
-        model = job.model_name
+        try:
+            coverage, coverage_note = check_coverage(prepared, job.config, job.min_coverage)
+        except CoverageError as exc:
+            raise _failed(case_id, [("", str(exc))]) from None
         brain = brain_on_input_grid(prepared) if job.intensity == "input" else None
-        for t, status in [*[(t, "generated") for t in fills],
-                          *[(t, "aligned") for t in alignments]]:
-            volume = translate_volume(
-                prepared.volumes[t.source], prepared.brain_mask, job.generator,
-                t.source_domain, t.target_domain,
+        for group, status in [*[(g, "generated") for g in by_sequence(fills).values()],
+                              *[([t], "aligned") for t in alignments]]:
+            t = group[0]  # the best source: its file gives the output's scale and header
+            volume, spread = make_sequence(
+                group, prepared.volumes, prepared.brain_mask, job.generator, job.policy,
                 reference=(job.references or {}).get(t.sequence),
                 batch_size=job.batch_size, seed=job.seed,
             )
@@ -252,38 +247,28 @@ def _harmonize_case(case, job: _Job, stage: Path, inputs: dict[str, Any]) -> lis
                 restored.affine, like.affine, atol=1e-4
             ):
                 raise _failed(case_id, [(t.sequence, "restore did not give the input grid")])
-            sidecar = {**_sidecar(job, t, status, model, case_id), "brain_coverage": coverage}
+            sidecar = {**synthetic_sidecar(group, status, case_id, job.sidecar),
+                       "brain_coverage": coverage}
             rel = write_synthetic(
                 files, t, status, np.asarray(restored.dataobj, np.float32), like_path,
                 record=prepared.record, brain=brain, intensity=job.intensity, sidecar=sidecar,
                 source_file=real_files.get(t.source, ""),
+                sources="+".join(x.source for x in group),
             )
             note = "; ".join(n for n in (t.note, coverage_note) if n)
             rows.append(ManifestRow(case_id, t.sequence, status, t.source_domain, note,
                                     rel, f"{coverage:.4f}"))
+            if spread is not None and job.confidence:
+                rel = write_spread(files, t, restore(spread, prepared.record), like_path,
+                                   {**sidecar, "status": "spread"})
+                rows.append(ManifestRow(case_id, t.sequence, "spread", t.source_domain,
+                                        "spread across fused sources", rel))
     record = {"case": case_id, "settings": job.settings, "inputs": inputs,
               "rows": [vars(r) for r in rows]}
     if (stage / "aligned").is_dir():  # marks the aligned folder as harmonix's too
         atomic_write_json(stage / "aligned" / CASE_RECORD, {"case": case_id, "aligned": True})
     atomic_write_json(stage / "case" / CASE_RECORD, record)
     return rows
-
-
-def _check_coverage(prepared, job: _Job) -> tuple[float, str]:
-    """The fraction of the case's brain inside the model's crop, and a note when it is short;
-    a case whose brain the crop cuts by more than ``job.min_coverage`` fails."""
-    coverage = float(prepared.coverage)
-    if coverage >= WARN_COVERAGE:
-        return coverage, ""
-    crop, spacing = job.config.crop_shape, job.config.spacing
-    fov = "x".join(f"{n * spacing:g}" for n in crop)
-    message = (f"the model's field of view ({fov} mm: a {'x'.join(map(str, crop))} crop at "
-               f"{spacing:g} mm) covers {coverage:.1%} of this case's brain; the rest is 0")
-    if coverage < job.min_coverage:
-        raise _failed(prepared.case_id, [("", f"{message}. Use a model trained with a larger crop "
-                                              f"or spacing, or lower --min-coverage "
-                                              f"(now {job.min_coverage:g})")])
-    return coverage, message
 
 
 def harmonize_site(
@@ -305,6 +290,8 @@ def harmonize_site(
     intensity: str = "input",
     layout: str = "target",
     merge_aligned: bool = False,
+    fill: str | None = None,
+    confidence: bool = False,
     shard: Shard | str | None = None,
     progress: bool = False,
     on_site: Callable[[Any], None] | None = None,
@@ -325,7 +312,9 @@ def harmonize_site(
     dtype, ``"model"`` as float32 0..255 (:mod:`harmonix.intensity`); ``layout``: ``"target"``
     (the target's file names) or ``"bids"`` (a BIDS derivatives dataset); ``merge_aligned``
     (implies ``align``) puts aligned volumes in the case folders, the real copies in
-    ``_original/`` (:class:`~harmonix.outputs.CaseOutput`). ``shard`` (``"K/N"``) does only
+    ``_original/`` (:class:`~harmonix.outputs.CaseOutput`). ``fill`` (``single`` or ``fused``)
+    overrides the model card's fill policy (:mod:`harmonix.fusion`); ``confidence`` also writes
+    the spread across fused sources of each generated volume. ``shard`` (``"K/N"``) does only
     shard K's cases and writes its manifest part; the last part merges them
     (:mod:`harmonix.shards`). Per-case errors become ``failed``
     rows; files of the site that belong to no case are in ``result.ignored``;
@@ -371,8 +360,11 @@ def harmonize_site(
                 f"reference site {reference} is from center '{ref_center}', not the target's "
                 f"'{target_spec.center}'", RuntimeWarning, stacklevel=2,
             )
+    policy = FillPolicy.from_card(generator.card).with_policy(fill)
     settings = {
         "target": target_spec.name,
+        "fill": policy.policy,
+        "confidence": bool(confidence),
         "center": site.center,
         "align": bool(align),
         "sources": list(sources) if sources else None,
@@ -386,7 +378,8 @@ def harmonize_site(
     }
     job = _Job(out, target_spec, generator, registry, config, json.loads(json.dumps(settings)),
                model_name, site.center, sources, align, references,
-               batch_size, seed, min_coverage, intensity, layout, bool(merge_aligned))
+               batch_size, seed, min_coverage, intensity, layout, bool(merge_aligned), policy,
+               bool(confidence))
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -20,6 +20,7 @@ from harmonix.cards import preprocessing_of
 from harmonix.data.preprocess import PreprocessConfig, preprocess_case
 from harmonix.data.site import read_site
 from harmonix.errors import InputError
+from harmonix.fusion import FillPolicy, fuse
 from harmonix.interfaces import Generator
 from harmonix.registry import Registry, Target, load_registry, make_domain
 
@@ -92,16 +93,23 @@ def plan_translations(
     align: bool = False,
     registry: Registry | None = None,
     ranking: Mapping[str, Sequence[str]] | None = None,
+    policy: FillPolicy | None = None,
 ) -> tuple[list[Translation], list[Translation], dict[str, str]]:
     """Plan a case: ``(fills, alignments, errors)``.
 
     ``fills`` make the target sequences that are missing, each from the best present source the
     model knows: the first of ``sources`` (or the registry's priority), or with ``ranking`` (a
-    target sequence -> its sources, best first, e.g. :func:`source_ranking`) the first present
-    in the target's own ranking, the others after it; ``alignments`` (only with ``align`` and
-    a center other than the target's) translate present target sequences into the target
-    domain; ``errors`` maps a sequence that cannot be made to the reason.
+    target sequence -> its sources, best first, e.g. :func:`source_ranking`; default: the
+    ``policy``'s correlations) the first present in the target's own ranking, the others after
+    it. With a ``fused`` :class:`~harmonix.fusion.FillPolicy` a missing sequence gets one
+    translation from every usable source, best first (:func:`make_sequence` fuses them).
+    ``alignments`` (only with ``align`` and a center other than the target's) translate present
+    target sequences into the target domain; ``errors`` maps a sequence that cannot be made to
+    the reason.
     """
+    if ranking is None and policy is not None:
+        ranking = policy.ranking()
+    fused = policy is not None and policy.fused
     present = [s for s in present]
     candidates = []
     notes = []
@@ -132,15 +140,23 @@ def plan_translations(
                 f"(present: {', '.join(present) or 'none'}; model domains: {', '.join(domains)})"
             )
         else:
-            best = 0
+            order = list(range(len(candidates)))
             if ranking and ranking.get(seq):
-                order = list(ranking[seq])
-                best = min(range(len(candidates)), key=lambda i: (
-                    order.index(candidates[i][0]) if candidates[i][0] in order else len(order), i))
-            (source, domain), note = candidates[best], notes[best]
-            fills.append(Translation(seq, source, domain, target_domain, note))
+                ranked = list(ranking[seq])
+                order.sort(key=lambda i: (ranked.index(candidates[i][0])
+                                          if candidates[i][0] in ranked else len(ranked), i))
+            for i in order if fused else order[:1]:
+                (source, domain), note = candidates[i], notes[i]
+                fills.append(Translation(seq, source, domain, target_domain, note))
     return fills, alignments, errors
 
+
+def by_sequence(translations: Iterable[Translation]) -> dict[str, list[Translation]]:
+    """Translations grouped by the sequence they make (several when fused), in plan order."""
+    groups: dict[str, list[Translation]] = {}
+    for t in translations:
+        groups.setdefault(t.sequence, []).append(t)
+    return groups
 
 def source_ranking(correlations) -> dict[str, list[str]]:
     """Per target sequence the other sequences, most correlated first, from a ``sequences x
@@ -220,6 +236,26 @@ def translate_volume(
     return out
 
 
+def make_sequence(
+    group: Sequence[Translation],
+    volumes: Mapping[str, np.ndarray],
+    brain_mask: np.ndarray,
+    generator: Generator,
+    policy: FillPolicy,
+    *,
+    reference: np.ndarray | None = None,
+    batch_size: int = 16,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """One target sequence from the translations of ``group`` (one per source; several when
+    the policy fuses): each source translated (:func:`translate_volume`), then fused with the
+    policy's weights. Returns ``(volume, spread)``; ``spread`` is ``None`` for one source."""
+    made = [translate_volume(volumes[t.source], brain_mask, generator, t.source_domain,
+                             t.target_domain, reference=reference, batch_size=batch_size,
+                             seed=seed) for t in group]
+    return fuse(made, policy.weights(group[0].sequence, [t.source for t in group]))
+
+
 def fill_missing(
     prepared,
     generator: Generator,
@@ -231,38 +267,34 @@ def fill_missing(
     center: str | None = None,
     batch_size: int = 16,
     seed: int = 0,
+    policy: FillPolicy | None = None,
 ) -> dict[str, np.ndarray]:
     """Generate every sequence of ``target`` that ``prepared`` (a ``PreparedCase``) lacks.
 
     Works on the preprocessed grid and returns ``{sequence: float32 volume 0..255}`` for the
     missing sequences only. ``present`` limits which of ``prepared.volumes`` count as present
     (default: all); ``center`` is the case's center (default: the target's); ``references`` maps a
-    target sequence to real target-domain volume(s) for reference guidance. Raises
+    target sequence to real target-domain volume(s) for reference guidance; ``policy`` (default:
+    the generator card's, :meth:`FillPolicy.from_card`) chooses or fuses sources. Raises
     ``ValueError`` when a missing sequence cannot be made.
     """
     target = resolve_target(target)
+    policy = FillPolicy.from_card(generator.card) if policy is None else policy
     present = list(prepared.volumes) if present is None else list(present)
     unknown = [s for s in present if s not in prepared.volumes]
     if unknown:
         raise ValueError(f"present sequences {unknown} are not in the prepared case")
     fills, _, errors = plan_translations(
-        present, target, generator.domains, center=center or target.center, sources=sources
+        present, target, generator.domains, center=center or target.center, sources=sources,
+        policy=policy,
     )
     if errors:
         raise ValueError("; ".join(f"{seq}: {msg}" for seq, msg in errors.items()))
     references = references or {}
     return {
-        t.sequence: translate_volume(
-            prepared.volumes[t.source],
-            prepared.brain_mask,
-            generator,
-            t.source_domain,
-            t.target_domain,
-            reference=references.get(t.sequence),
-            batch_size=batch_size,
-            seed=seed,
-        )
-        for t in fills
+        seq: make_sequence(group, prepared.volumes, prepared.brain_mask, generator, policy,
+                           reference=references.get(seq), batch_size=batch_size, seed=seed)[0]
+        for seq, group in by_sequence(fills).items()
     }
 
 

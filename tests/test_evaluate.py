@@ -33,6 +33,7 @@ from harmonix.evaluate.strategies import (
     sequence_correlations,
 )
 from harmonix.evaluate.targets import headline
+from harmonix.fusion import FillPolicy
 from harmonix.interfaces import Generator
 from harmonix.registry import load_registry
 
@@ -132,7 +133,7 @@ def test_generated_filler_plans_like_harmonize_and_generates_each_pair_once():
     case = _case("c0", {s: np.full(mask.shape, 100.0, np.float32) * mask for s in SEQUENCES},
                  mask)
     # registry source_priority: t1, t2, flair, t1ce
-    assert filler.plan(["t2", "t1ce"]) == {"t1": "t2", "flair": "t2"}
+    assert filler.plan(["t2", "t1ce"]) == {"t1": ["t2"], "flair": ["t2"]}
     volumes, sources = filler.fill(case, ["t2", "t1ce"])
     assert sources == {"t1": "t2", "flair": "t2"} and volumes["t2"] is case.volumes["t2"]
     assert generator.calls == 2
@@ -147,6 +148,25 @@ def test_generated_filler_plans_like_harmonize_and_generates_each_pair_once():
         GeneratedFiller(CountingGenerator(["brats/t1", "brats/t2"]), target, SEQUENCES).check()
 
 
+def test_a_fused_filler_averages_every_present_source_with_the_policy_weights():
+    target = load_registry().target("brats")
+    generator = CountingGenerator(target.domains)
+    table = {"flair": {"t2": 0.8, "t1ce": 0.4}}  # weights 0.64 : 0.16 -> 0.8 : 0.2
+    filler = GeneratedFiller(generator, target, SEQUENCES, policy=FillPolicy("fused", table))
+    mask = np.zeros((8, 8, 4), bool)
+    mask[2:6, 2:6, :] = True
+    volumes_in = {"t2": np.full(mask.shape, 100.0, np.float32) * mask,
+                  "t1ce": np.full(mask.shape, 200.0, np.float32) * mask}
+    case = _case("c0", {**volumes_in, "t1": volumes_in["t2"], "flair": volumes_in["t2"]}, mask)
+    assert filler.plan(["t2", "t1ce"])["flair"] == ["t2", "t1ce"]  # best (|r|) first
+    volumes, sources = filler.fill(case, ["t2", "t1ce"])
+    assert sources["flair"] == "t2+t1ce"
+    gamma = 0.5 + 0.4 * (generator.domains.index("brats/flair") % 4)
+    expected = 0.8 * 255 * (100 / 255) ** gamma + 0.2 * 255 * (200 / 255) ** gamma
+    assert np.allclose(volumes["flair"][mask], expected, rtol=1e-5)
+    assert generator.calls == 4  # t1 and flair, each from both sources
+
+
 def test_correlated_sources_fill_each_sequence_from_its_most_similar_present_one():
     from harmonix.translate import source_ranking
 
@@ -157,10 +177,10 @@ def test_correlated_sources_fill_each_sequence_from_its_most_similar_present_one
                        "t2": ["flair", "t1", "t1ce"], "flair": ["t2", "t1ce", "t1"]}
     target = load_registry().target("brats")
     filler = GeneratedFiller(CountingGenerator(target.domains), target, SEQUENCES)
-    assert filler.plan(["t1ce", "t2"]) == {"t1": "t2", "flair": "t2"}  # registry priority
+    assert filler.plan(["t1ce", "t2"]) == {"t1": ["t2"], "flair": ["t2"]}  # registry priority
     filler.ranking = ranking
-    assert filler.plan(["t1ce", "t2"]) == {"t1": "t1ce", "flair": "t2"}
-    assert filler.plan(["t1ce"]) == {"t1": "t1ce", "t2": "t1ce", "flair": "t1ce"}
+    assert filler.plan(["t1ce", "t2"]) == {"t1": ["t1ce"], "flair": ["t2"]}
+    assert filler.plan(["t1ce"]) == {"t1": ["t1ce"], "t2": ["t1ce"], "flair": ["t1ce"]}
 
 
 # -- end to end --------------------------------------------------------------------------------
@@ -274,7 +294,7 @@ def test_evaluate_end_to_end_writes_the_numbers_it_computed(world, monkeypatch):
     ssim = results[(results["case"] == case.id) & (results["scenario"] == "missing t1ce+flair")
                    & (results["strategy"] == "generated") & (results["metric"] == "ssim")
                    & (results["sequence"] == "flair")]
-    assert ssim["source"].item() == "t1"
+    assert set(ssim["source"].item().split("+")) == {"t1", "t2"}  # the card's fused policy
     assert np.allclose(present_only.record.affine, prepared.record.affine)  # one grid here
     assert ssim["value"].item() == pytest.approx(build_metric("ssim").compute(
         made["flair"], prepared.volumes["flair"], mask=present_only.brain_mask), abs=1e-9)
@@ -359,17 +379,23 @@ def test_generated_strategy_follows_sources_and_reference(world, tmp_path):
     runs = {}
     for name, options in (("latent", {}), ("sources", {"sources": ["flair", "t2", "t1ce", "t1"]}),
                           ("reference", {"reference": world.train}),
-                          ("correlated", {"sources": "correlated"})):
+                          ("correlated", {"sources": "correlated"}), ("fused", {"fill": "fused"})):
         out = tmp_path / name
+        options = {"fill": "single", **options}
         evaluate(world.test, segmenter=world.segmenter, generator=world.generator, out=out,
                  scenarios="single", strategies="generated", fid_slices=0, umap=False,
                  overlays=0, seed=5, progress=False, **options)
         runs[name] = (load_results(out), json.loads((out / "evaluation.json").read_text()))
     quality = {name: r[(r["metric"] == "ssim") & (r["scenario"] == "missing t1")]
                for name, (r, _) in runs.items()}
-    assert set(quality["latent"]["source"]) == {"t2"}  # registry priority: t1, t2, flair, ...
+    # the generator card's correlation table ranks the sources (by |r|): what harmonize uses
+    from harmonix import load_generator
+
+    ranking = FillPolicy.from_card(load_generator(world.generator).card).ranking()
+    card_best = next(s for s in ranking["t1"] if s in ("t1ce", "t2", "flair"))
+    assert set(quality["latent"]["source"]) == {card_best}
     assert set(quality["sources"]["source"]) == {"flair"}
-    assert set(quality["reference"]["source"]) == {"t2"}
+    assert set(quality["reference"]["source"]) == {card_best}
     assert not np.allclose(quality["reference"]["value"].astype(float),
                            quality["latent"]["value"].astype(float))
     settings = {name: s for name, (_, s) in runs.items()}
@@ -380,6 +406,10 @@ def test_generated_strategy_follows_sources_and_reference(world, tmp_path):
     table = pd.read_csv(tmp_path / "correlated" / "correlations.csv", index_col=0)
     best = max(["t1ce", "t2", "flair"], key=lambda s: table.loc["t1", s])
     assert set(quality["correlated"]["source"]) == {best}
+    assert {frozenset(s.split("+")) for s in quality["fused"]["source"]} == {
+        frozenset({"t2", "flair", "t1ce"})}  # every present source
+    assert settings["fused"]["fill"] == {"lam": "fused"} and settings["latent"]["fill"] == {
+        "lam": "single"}
 
 
 def test_lesion_crops_resize_the_lesion_square_to_the_slice():

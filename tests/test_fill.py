@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import torch
 from tiny_runs import train_tiny_run
 
 import harmonix
+from harmonix.fusion import FillPolicy
 from harmonix.interfaces import Generator
 
 SPACING, SIZE = 6.0, 32
@@ -64,8 +67,9 @@ def test_fill_case_equals_harmonize_on_the_same_case(built, intensity, dtype):
         # on the input's grid, flagged synthetic like the file harmonize writes
         assert image.shape == images["t2"].shape
         assert np.allclose(image.affine, images["t2"].affine)
-        assert image.header["descrip"].tobytes().rstrip(b"\0") == (
-            b"harmonix SYNTHETIC generated from t1")
+        # the model card's default policy fuses every present source, best first
+        assert re.fullmatch(rb"harmonix SYNTHETIC generated from (t1\+t2|t2\+t1)",
+                            image.header["descrip"].tobytes().rstrip(b"\0"))
         assert image.header["descrip"] == on_disk.header["descrip"]
         assert image.header.get_sform(coded=True)[1] == on_disk.header.get_sform(coded=True)[1]
     other_seed = harmonix.fill_case(images, run, "brats", seed=4, intensity=intensity)
@@ -137,3 +141,71 @@ def test_same_sequence_twice_and_unmakeable_sequence(built):
                                          "brats/flair"):
         harmonix.fill_case({"t1": t1}, Inverting(domains=("brats/t1", "brats/t1ce",
                                                           "brats/t2")))
+
+
+# -- fill policy: one source or every present source, fused (harmonix.fusion) ----------------------
+def test_the_trainer_records_a_fused_fill_policy_with_its_correlations(built):
+    _, run, _, _ = built
+    card = json.loads(next(Path(run).glob("checkpoints/*/model_card.json")).read_text())
+    policy = FillPolicy.from_card(card)
+    assert policy.policy == "fused" and policy.cases == 2
+    assert set(policy.correlations) == {"t1", "t1ce", "t2", "flair"}
+    assert policy.correlations["t1"]["t1"] == pytest.approx(1.0)
+
+
+def test_fused_with_one_present_source_equals_the_single_source_output(built):
+    _, run, case, _ = built
+    only_t2 = {"t2": inputs(case)["t2"]}
+    fused = harmonix.fill_case(only_t2, run, fill="fused", intensity="model")
+    single = harmonix.fill_case(only_t2, run, fill="single", intensity="model")
+    for seq in ("t1", "t1ce", "flair"):
+        assert np.array_equal(fused[seq].dataobj, single[seq].dataobj), seq
+    both = harmonix.fill_case(inputs(case), run, fill="fused", intensity="model")
+    one = harmonix.fill_case(inputs(case), run, fill="single", intensity="model")
+    assert not np.array_equal(both["flair"].dataobj, one["flair"].dataobj)
+
+
+def test_harmonize_fill_case_and_evaluate_fill_identical_voxels(built):
+    """One case, the card's (fused) policy: harmonize's file, fill_case's image and the
+    evaluation's filler (on the preprocessed grid, restored) hold the same voxels."""
+    from harmonix.checkpoints import load_generator
+    from harmonix.data.preprocess import preprocess_case, restore
+    from harmonix.evaluate.strategies import GeneratedFiller
+    from harmonix.translate import preprocess_config_from_card, resolve_target
+
+    _, run, case, written = built
+    written = Path(str(written).format("model"))
+    filled = harmonix.fill_case(inputs(case), run, "brats", seed=3, intensity="model")
+    generator = load_generator(run)
+    prepared = preprocess_case(inputs(case), preprocess_config_from_card(generator))
+    filler = GeneratedFiller(generator, resolve_target("brats"), ("t1", "t1ce", "t2", "flair"),
+                             center="brats", seed=3)
+    volumes, sources = filler.fill(prepared, ["t1", "t2"])
+    assert set(sources["flair"].split("+")) == {"t1", "t2"}
+    for seq in ("t1ce", "flair"):
+        from_eval = np.asarray(restore(volumes[seq], prepared.record).dataobj, np.float32)
+        on_disk = np.asarray(nib.load(written / f"{CASE}_{seq}.nii.gz").dataobj)
+        assert np.array_equal(np.asarray(filled[seq].dataobj), on_disk), seq
+        assert np.array_equal(from_eval, on_disk), seq
+
+
+def test_confidence_writes_the_spread_on_the_input_grid_flagged_synthetic(built):
+    root, run, case, _ = built
+    out = root / "confidence"
+    done = harmonix.harmonize(case.parent, target="brats", model=run, center="brats", seed=3,
+                              out=out, confidence=True)
+    spread_rows = [r for r in done.rows if r.status == "spread"]
+    assert {r.sequence for r in spread_rows} == {"t1ce", "flair"}
+    t2 = nib.load(case / f"{CASE}_t2.nii.gz")
+    for row in spread_rows:
+        path = out / row.file
+        assert path.parent.name == "_confidence"
+        image = nib.load(path)
+        assert image.shape == t2.shape and np.allclose(image.affine, t2.affine)
+        assert b"SYNTHETIC" in image.header["descrip"].tobytes()
+        data = np.asarray(image.dataobj)
+        assert data.min() >= 0 and data.max() > 0  # the sources disagree somewhere
+        sidecar = json.loads(path.with_name(path.name.replace(".nii.gz", ".json")).read_text())
+        assert sidecar["synthetic"] is True and sidecar["status"] == "spread"
+        assert "not a calibrated probability" in sidecar["meaning"]
+    assert done.ok

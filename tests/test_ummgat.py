@@ -23,7 +23,7 @@ from harmonix_ummgat.networks import (
     to_255,
     to_unit,
 )
-from harmonix_ummgat.recipe import Recipe
+from harmonix_ummgat.recipe import PAPER_LAM, Recipe
 from harmonix_ummgat.samples import save_sample_grid
 from harmonix_ummgat.solver import Batch, Solver
 
@@ -204,15 +204,26 @@ def test_lesion_style_loss_counts_only_samples_with_a_lesion():
     assert L.has_lesion(lesion_masks(3, [1, 0, 1])).tolist() == [True, False, True]
 
 
+LAM_WEIGHTS = {"les": "lambda_les", "les_cyc": "lambda_les_cyc", "les_adv": "lambda_les_adv",
+               "les_var": "lambda_les_var", "les_con": "lambda_les_con"}
+
+
 @pytest.mark.parametrize("guide", ["latent", "ref"])
-def test_lam_changes_the_generator_loss(guide):
+@pytest.mark.parametrize("paper", [False, True])
+def test_lam_adds_exactly_its_weighted_terms_to_the_generator_loss(guide, paper):
     torch.manual_seed(0)
     nets = build_nets(config(4))
-    with_lam, terms = g_loss(nets, Recipe(lam=True), guide=guide)
+    weights = {"lambda_les_adv": 0.5, "lambda_les_var": 2.0, "lambda_les_con": 3.0}
+    recipe = Recipe(lam=True, **{**weights, **(PAPER_LAM if paper else {})})
+    with_lam, terms = g_loss(nets, recipe, guide=guide)
     without, terms_off = g_loss(nets, Recipe(lam=False), guide=guide)
-    assert {"les", "les_cyc"} <= set(terms) and not any("les" in k for k in terms_off)
+    lam_terms = {k for k in terms if k.startswith("les")}
+    expected = {"les", "les_cyc"} if paper else {"les", "les_cyc", "les_adv"} | (
+        {"les_var", "les_con"} if guide == "latent" else set())
+    assert lam_terms == expected and not any("les" in k for k in terms_off)
     assert terms["les"] > 0 and terms["les_cyc"] > 0
-    assert torch.isclose(with_lam - without, terms["les"] + terms["les_cyc"], atol=1e-5)
+    added = sum(getattr(recipe, LAM_WEIGHTS[k]) * terms[k] for k in lam_terms)
+    assert torch.isclose(with_lam - without, added, atol=1e-4)
     # no lesion in any source: the LAM terms are zero and the loss is unchanged
     _, empty = g_loss(nets, Recipe(lam=True), guide=guide, lesion=torch.zeros(4, 1, SIZE, SIZE))
     assert empty["les"] == 0 and empty["les_cyc"] == 0
@@ -245,7 +256,7 @@ def test_lesion_heads_learn_from_real_lesion_regions_in_the_latent_step():
     torch.manual_seed(0)
     nets, n, s = build_nets(config(4)), 4, 16
     x_ref = images(4, 5).requires_grad_(True)
-    loss, _ = g_loss(nets, Recipe(), guide="latent", x_lesion_ref=x_ref)
+    loss, _ = g_loss(nets, Recipe(**PAPER_LAM), guide="latent", x_lesion_ref=x_ref)
     grad_ref, grad_heads = torch.autograd.grad(loss, [x_ref, nets.E.heads.weight])
     inside = lesion_masks(4).bool().expand_as(grad_ref)
     assert grad_ref[inside].abs().sum() > 0  # the real reference lesion reaches the loss ...
@@ -276,8 +287,8 @@ def test_no_lam_removes_every_lesion_term(lam):
     losses = solver.step(batch(cfg), 0)
     lesion_terms = [k for k in losses if "les" in k]
     lesion_heads = [y for y in recorder.heads_seen if y >= cfg.num_domains]
-    if lam:
-        assert len(lesion_terms) == 4 and lesion_heads
+    if lam:  # D: real, fake, R1 on lesions; G: les, les_cyc, les_adv (+ var, con when latent)
+        assert len(lesion_terms) == 2 * 3 + 5 + 3 and lesion_heads
     else:
         assert lesion_terms == [] and lesion_heads == []
 
@@ -307,8 +318,8 @@ def batch(cfg: ModelConfig, b: int = 4, seed: int = 0) -> Batch:
     return Batch(
         images(b, seed), torch.randint(n, (b,), generator=g), lesion_masks(b, [1, 0, 1, 1]),
         torch.randint(n, (b,), generator=g), images(b, seed + 1), images(b, seed + 2),
-        lesion_masks(b), lesion_masks(b, [0, 1, 1, 0]),
         torch.randn(b, cfg.latent_dim, generator=g), torch.randn(b, cfg.latent_dim, generator=g),
+        images(b, seed + 3), lesion_masks(b),
     )
 
 

@@ -70,6 +70,9 @@ def evaluate(
     reference: Optional[Path] = typer.Option(  # noqa: UP045
         None, "--reference", help="Generated strategy: a site of real target-domain cases "
         "whose style guides the generator (default: the mapper's latent codes)."),
+    fill: Optional[str] = typer.Option(  # noqa: UP045
+        None, "--fill", metavar="POLICY", help="Generated strategy: single or fused (from "
+        "every present source, weighted), as in harmonize; default: the generator card's."),
     batch_size: int = batch_size_option(16, "Slices per generator pass."),
     allow_overlap: bool = typer.Option(
         False, "--allow-overlap", help="Evaluate even if test cases (by id or file content) are "
@@ -95,6 +98,7 @@ def evaluate(
             overlays=overlays, batch_size=batch_size, allow_overlap=allow_overlap, progress=True,
             sources=_sources(sources),
             reference=reference,
+            fill=fill,
         )
     except (HarmonixError, ValueError) as exc:
         fail(str(exc))

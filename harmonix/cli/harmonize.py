@@ -22,14 +22,17 @@ from harmonix.cli.app import (
     fail,
     json_option,
 )
+from harmonix.coverage import MIN_COVERAGE
 from harmonix.errors import HarmonixError
+from harmonix.fusion import POLICIES
 from harmonix.intensity import INTENSITY_MODES
 from harmonix.outputs import OUTPUT_LAYOUTS
-from harmonix.pipeline import MIN_COVERAGE, harmonize_site
+from harmonix.pipeline import harmonize_site
 from harmonix.shards import Shard
 
 Intensity = Enum("Intensity", {m: m for m in INTENSITY_MODES}, type=str)
 Layout = Enum("Layout", {m: m for m in OUTPUT_LAYOUTS}, type=str)
+Fill = Enum("Fill", {m: m for m in POLICIES}, type=str)
 
 
 def _split(value: str | None) -> list[str] | None:
@@ -124,6 +127,16 @@ def harmonize(
     reference: Optional[Path] = typer.Option(  # noqa: UP045
         None, "--reference", help="A site of real target-domain cases giving the target style."
     ),
+    fill: Optional[Fill] = typer.Option(  # noqa: UP045
+        None, "--fill",
+        help="single (each missing sequence from its most correlated source) or fused (from "
+             "every present source, weighted); default: the model card's fill policy.",
+    ),
+    confidence: bool = typer.Option(
+        False, "--confidence",
+        help="Also write, for each sequence fused from two or more sources, the per-voxel "
+             "spread across them (CASE/_confidence/, flagged synthetic; not a probability).",
+    ),
     device: str = device_option(),
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Slices per forward pass."),
     overwrite: bool = typer.Option(
@@ -174,6 +187,8 @@ def harmonize(
             intensity=intensity.value,
             layout=layout.value,
             merge_aligned=merge_aligned,
+            fill=fill.value if fill else None,
+            confidence=confidence,
             shard=shard,
             progress=True,
             on_site=on_site,

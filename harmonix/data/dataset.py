@@ -152,6 +152,17 @@ class SliceDataset(Dataset):
         index %= len(self)
         return self.load(index, flip=self.flipped(index))
 
+    def lesion_areas(self) -> np.ndarray:
+        """Per item, the number of lesion pixels of its slice (0 without a label map)."""
+        areas = np.zeros(len(self), dtype=np.int64)
+        for pair, (case, _) in enumerate(self.pairs):
+            lesions = self.cache.lesions(case)
+            if lesions is not None:
+                rows = self._pair == pair
+                per_slice = np.asarray(lesions).reshape(len(lesions), -1).sum(1)
+                areas[rows] = per_slice[self._row[rows]]
+        return areas
+
     def summary(self) -> dict[str, dict[str, int]]:
         """Per domain: patients and slices (for a model card)."""
         out = {d: {"patients": 0, "slices": 0} for d in self.domains}

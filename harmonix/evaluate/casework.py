@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from harmonix.evaluate.artifacts import KIND as GRID
+from harmonix.evaluate.artifacts import grid_power
 from harmonix.evaluate.cases import (
     CaseVariants,
     axial,
@@ -24,6 +26,8 @@ from harmonix.evaluate.cases import (
 )
 from harmonix.evaluate.context import RunContext
 from harmonix.evaluate.fidelity import add_pair_rows
+from harmonix.evaluate.lesion import KIND as LESION
+from harmonix.evaluate.lesion import pair_rows, tissue_on_grid, truth_path
 from harmonix.evaluate.metrics import ImageScorer, SegmentationScorer
 from harmonix.evaluate.results import MAIN, Evaluation
 from harmonix.evaluate.scenarios import Scenario, missing_text
@@ -43,6 +47,7 @@ class _CaseWork:
         self.predictions: dict[tuple[str, frozenset], np.ndarray] = {}
         self.scores: dict[tuple[str, frozenset], dict] = {}
         self.image_scores: dict[tuple, dict] = {}
+        self.tissue: np.ndarray | None = None  # tissue map on the full grid (built-in data)
 
     @property
     def full(self):
@@ -80,6 +85,9 @@ def run_cases(run: RunContext, test: PreparedSite) -> None:
         for index, case in enumerate(test.cases):
             variants = CaseVariants(site_cases[case.case_id], case, run.config, run.sequences)
             work = _CaseWork(variants, run.seg, scorer, images)
+            truth = truth_path(test.site.root, case.case_id)
+            if truth is not None:
+                work.tissue = tissue_on_grid(truth, case.record)
             for scenario in ev.scenarios:
                 advance(0, case=case.case_id, scenario=scenario.name)
                 _scenario_case(run, work, scenario)
@@ -191,9 +199,10 @@ def _pairs_and_slices(run: RunContext, work: _CaseWork, index: int, n: int, per_
                            strategy="generated", generator=label, metric=metric,
                            sequence=target, source=source, value=value)
                 # issue 14: generated vs the source copied and remapped, against the real target
+                real = work.variants.from_full(case.volumes[target], prepared)
                 add_pair_rows(ev, case.case_id, source, target, volume, prepared.volumes[source],
-                              work.variants.from_full(case.volumes[target], prepared),
-                              prepared.brain_mask)
+                              real, prepared.brain_mask)
+                _lesion_and_grid_rows(run, work, prepared, source, target, volume, real)
                 on_full = work.variants.to_full(volume, prepared)
                 if on_full is None:
                     continue
@@ -203,6 +212,27 @@ def _pairs_and_slices(run: RunContext, work: _CaseWork, index: int, n: int, per_
                     bank.add_lesion(target, source, axial(on_full * lesion, lesion_ks))
                     bank.add_crops(target, lesion_crops(axial(on_full, lesion_ks), masks), label,
                                    source)
+
+
+def _lesion_and_grid_rows(run: RunContext, work: _CaseWork, prepared, source: str, target: str,
+                          volume: np.ndarray, real: np.ndarray | None) -> None:
+    """Lesion preservation (:mod:`~harmonix.evaluate.lesion`) and the grid share
+    (:mod:`~harmonix.evaluate.artifacts`) of one generated volume, against the real target."""
+    if real is None:
+        return
+    case_id = work.full.case_id
+    base = dict(case=case_id, sequence=target, source=source)
+    if prepared.label is not None:
+        tissue = (None if work.tissue is None
+                  else work.variants.from_full(work.tissue, prepared))
+        for row in pair_rows(volume, prepared.volumes[source], real, prepared.label,
+                             prepared.brain_mask, tissue):
+            run.ev.add(**base, scenario=LESION, kind=LESION, **row)
+    period = int(getattr(run.fillers[MAIN].generator, "patch_period", 1))
+    for strategy, image in (("generated", volume), ("real", real)):
+        run.ev.add(**base, scenario=GRID, kind=GRID, strategy=strategy,
+                   metric=f"grid_period_{period}",
+                   value=grid_power(image, prepared.brain_mask, period))
 
 
 def _overlay(work: _CaseWork, ev: Evaluation, filler: GeneratedFiller | None = None
@@ -219,11 +249,11 @@ def _overlay(work: _CaseWork, ev: Evaluation, filler: GeneratedFiller | None = N
         by_missing.setdefault(missing, {})[strategy] = labels[:, :, k]
     generated = {}
     for target in ev.sequences if filler is not None else ():
-        source = filler.plan([s for s in ev.sequences if s != target])[target]
-        prepared = work.variants.present([source])
-        on_full = work.variants.to_full(filler.volume(prepared, target, source), prepared)
+        sources = filler.plan([s for s in ev.sequences if s != target])[target]
+        prepared = work.variants.present(sources)
+        on_full = work.variants.to_full(filler.made(prepared, target, sources), prepared)
         if on_full is not None:
-            generated[target] = (source, on_full[:, :, k])
+            generated[target] = ("+".join(sources), on_full[:, :, k])
     return {"case": case.case_id, "slice": k, "background": case.volumes[background][:, :, k],
             "background_sequence": background, "truth": case.label[:, :, k],
             "predictions": by_missing, "generated": generated,

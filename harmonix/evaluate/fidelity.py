@@ -110,18 +110,27 @@ def pair_scores(generated: np.ndarray, source: np.ndarray, real: np.ndarray,
             "remapped": best}
 
 
+def pair_medians(results: pd.DataFrame, kind: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows of ``kind`` (values as floats) and their medians over cases per (source,
+    target sequence), one column per (metric, strategy)."""
+    rows = results[results["kind"] == kind].copy()
+    if rows.empty:
+        return rows, pd.DataFrame()
+    rows["value"] = rows["value"].astype(float)
+    wide = rows.pivot_table(index=["source", "sequence"], columns=["metric", "strategy"],
+                            values="value", aggfunc="median", sort=False)
+    return rows, wide
+
+
 def fidelity_table(results: pd.DataFrame) -> pd.DataFrame:
     """Per (source, target): the number of cases, the median over cases of every metric for
     generated, copy and remapped (columns ``METRIC_BASELINE``), and the verdict column
     "generated beats both baselines" ("yes" when generated is above both baselines in SSIM,
     PSNR and r; else "no", naming the metrics it loses); ``remapped_inverted`` is the share of
     cases whose remapping inverted the source (255 - x correlated better)."""
-    rows = results[results["kind"] == KIND].copy()
+    rows, wide = pair_medians(results, KIND)
     if rows.empty:
         return pd.DataFrame()
-    rows["value"] = rows["value"].astype(float)
-    wide = rows.pivot_table(index=["source", "sequence"], columns=["metric", "strategy"],
-                            values="value", aggfunc="median", sort=False)
     out = []
     for (source, target), row in wide.iterrows():
         record = {"source": source, "target": target,
@@ -154,5 +163,19 @@ def add_pair_rows(ev, case: str, source: str, target: str, generated: np.ndarray
                    sequence=target, source=source, value=value)
 
 
+def image_quality_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Mean SSIM/PSNR per (generator, source, target) over the cases (the "pairs" rows)."""
+    rows = results[results["kind"] == "pairs"]
+    if rows.empty:
+        return pd.DataFrame()
+    finite = rows[np.isfinite(rows["value"].astype(float))]
+    table = finite.pivot_table(index=["generator", "source", "sequence"], columns="metric",
+                               values="value", aggfunc="mean")
+    counts = rows.groupby(["generator", "source", "sequence"])["case"].nunique()
+    table["cases"] = counts
+    return table.reset_index().rename(columns={"sequence": "target"})
+
+
 __all__ = ["BASELINES", "INTRO", "KIND", "METRICS", "VERDICT", "add_pair_rows", "brain_pearson",
-           "brain_psnr", "brain_ssim", "fidelity_table", "pair_scores", "remapped", "scores"]
+           "brain_psnr", "brain_ssim", "fidelity_table", "image_quality_table", "pair_medians",
+           "pair_scores", "remapped", "scores"]

@@ -30,13 +30,14 @@ import io
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from harmonix.evaluate import stats as statistics_module
+from harmonix.evaluate.artifacts import INTRO as GRID_INTRO
+from harmonix.evaluate.artifacts import grid_table
 from harmonix.evaluate.fid import fid_statistics, lesion_fid_table
 from harmonix.evaluate.fidelity import INTRO as FIDELITY_INTRO
-from harmonix.evaluate.fidelity import fidelity_table
+from harmonix.evaluate.fidelity import fidelity_table, image_quality_table
 from harmonix.evaluate.figures import (
     REGIONS,
     dice_long,
@@ -48,6 +49,8 @@ from harmonix.evaluate.figures import (
     plot_umap,
 )
 from harmonix.evaluate.html import write_html
+from harmonix.evaluate.lesion import INTRO as LESION_INTRO
+from harmonix.evaluate.lesion import lesion_table
 from harmonix.evaluate.metric_tables import MetricSection, metric_sections
 from harmonix.evaluate.results import (
     CROSS,
@@ -118,11 +121,13 @@ def write_report(ev: Evaluation, out: str | Path) -> EvaluationResult:
         if not (lesion := lesion_fid_table(results)).empty:
             stats["fid_lesion"] = lesion
             files["fid_lesion"] = _csv(out / "fid_lesion.csv", lesion.reset_index())
-    quality = _image_quality(results)
+    quality = image_quality_table(results)
     if not quality.empty:
         files["image_quality"] = _csv(out / "image_quality.csv", quality)
-    if not (fidelity := fidelity_table(results)).empty:  # issue 14: vs trivial baselines
-        stats["fidelity"], files["fidelity"] = fidelity, _csv(out / "fidelity.csv", fidelity)
+    for key, table in (("fidelity", fidelity_table), ("lesion", lesion_table),
+                       ("grid", grid_table)):  # vs trivial baselines; the tumour; the grid
+        if not (frame := table(results)).empty:
+            stats[key], files[key] = frame, _csv(out / f"{key}.csv", frame)
     sections = metric_sections(results, scenarios, ev.sequences, out)
     for section in sections:
         files[section.key] = section.file
@@ -154,19 +159,6 @@ def write_report(ev: Evaluation, out: str | Path) -> EvaluationResult:
     return EvaluationResult(out, results, stats, files["report"], files, list(ev.notes))
 
 
-def _image_quality(results: pd.DataFrame) -> pd.DataFrame:
-    """Mean SSIM/PSNR per (generator, source, target) over the cases (the "pairs" rows)."""
-    rows = results[results["kind"] == "pairs"]
-    if rows.empty:
-        return pd.DataFrame()
-    finite = rows[np.isfinite(rows["value"].astype(float))]
-    table = finite.pivot_table(index=["generator", "source", "sequence"], columns="metric",
-                               values="value", aggfunc="mean")
-    counts = rows.groupby(["generator", "source", "sequence"])["case"].nunique()
-    table["cases"] = counts
-    return table.reset_index().rename(columns={"sequence": "target"})
-
-
 class _Report:
     """``report.md``, section by section."""
 
@@ -186,7 +178,9 @@ class _Report:
         self.copy_mapping(distribution)
         self.fid()
         self.image_quality(quality)
-        self.fidelity()
+        self.table_section("fidelity", "Image fidelity vs trivial baselines", FIDELITY_INTRO)
+        self.table_section("lesion", "Lesion preservation", LESION_INTRO)
+        self.table_section("grid", "Grid artifact at the patch period", GRID_INTRO)
         for section in sections:
             self.metric_section(section)
         self.cross_center()
@@ -382,14 +376,14 @@ class _Report:
         self.w(markdown_table(quality))
         self.w()
 
-    def fidelity(self) -> None:
-        if "fidelity" not in self.stats:
+    def table_section(self, key: str, title: str, intro: str) -> None:
+        if key not in self.stats:
             return
-        self.w("## Image fidelity vs trivial baselines")
+        self.w(f"## {title}")
         self.w()
-        self.w(FIDELITY_INTRO + f" File: `{self.rel(self.files['fidelity'])}`.")
+        self.w(intro + f" File: `{self.rel(self.files[key])}`.")
         self.w()
-        self.w(markdown_table(self.stats["fidelity"]))
+        self.w(markdown_table(self.stats[key]))
         self.w()
 
     def metric_section(self, section: MetricSection) -> None:

@@ -87,6 +87,7 @@ from harmonix.evaluate.strategies import (
     parse_strategies,
 )
 from harmonix.evaluate.targets import write_summary
+from harmonix.fusion import FillPolicy
 from harmonix.interfaces import Generator, Segmenter
 from harmonix.models import installed_model
 from harmonix.progress import progress_task
@@ -120,6 +121,7 @@ def evaluate(
     batch_size: int = 16,
     sources: Sequence[str] | str | None = None,
     reference: str | Path | None = None,
+    fill: str | None = None,
     allow_overlap: bool = False,
     progress: bool = True,
 ) -> EvaluationResult:
@@ -141,7 +143,8 @@ def evaluate(
     of those names do: the present sequences tried as a source, in order (or ``"correlated"``:
     per missing sequence the present one most correlated with it on the training cases, the
     copy mapping's table), and a site of real target-domain cases whose style guides the
-    generator instead of the mapper's latent codes.
+    generator instead of the mapper's latent codes. ``fill`` (``single`` or ``fused``)
+    overrides the generator card's fill policy (:mod:`harmonix.fusion`), as harmonize's does.
     """
     began = time.perf_counter()
     correlated = sources == CORRELATED
@@ -167,7 +170,7 @@ def evaluate(
     if reference is not None and gen is not None:
         references, _ = load_references(reference, run.target, config)
     _add_fillers(run, gen, gen_no_lam, test.site.center, batch_size,
-                 None if correlated else sources, references)
+                 None if correlated else sources, references, fill)
     inputs = dict(data=data, segmenter=segmenter, generator=generator,
                   generator_no_lam=generator_no_lam, cross_center_data=cross_center_data,
                   sources=sources if correlated else ",".join(sources or []),
@@ -180,9 +183,16 @@ def evaluate(
                                     allow_overlap)
         if "copy" in strategies or correlated:
             _copy_mapping(run, gen, correlation_data, records)
-    if correlated:
-        for filler in run.fillers.values():
+    for filler in run.fillers.values():
+        if correlated:
             filler.ranking = source_ranking(run.ev.correlations)
+        measured = run.ev.correlations is not None and run.ev.correlations.attrs.get(
+            "kind") != "clinical"
+        if filler.policy.fused and not filler.policy.correlations and measured:
+            # a card without a table: weigh the sources by the training cases' correlations
+            table = run.ev.correlations
+            filler.policy = FillPolicy("fused", {t: {s: float(table.loc[t, s]) for s in
+                                                     table.columns} for t in table.index})
     _plan_scenarios(run, kinds, test)
     with run.timed("scenarios"):
         run_cases(run, test)
@@ -223,7 +233,7 @@ def _prepare_test(run: RunContext, data) -> PreparedSite:
 
 
 def _add_fillers(run: RunContext, gen, gen_no_lam, center: str, batch_size: int, sources,
-                 references) -> None:
+                 references, fill: str | None) -> None:
     for label, model in ((MAIN, gen), (NO_LAM, gen_no_lam)):
         if model is None:
             continue
@@ -237,9 +247,11 @@ def _add_fillers(run: RunContext, gen, gen_no_lam, center: str, batch_size: int,
         if lam is not None and bool(lam) != (label == MAIN):
             run.ev.notes.append(f"{option}'s model card says lam={lam}; the report labels it "
                                 f"'{GENERATOR_LABELS[label]}' by the option it was given with")
+        policy = FillPolicy.from_card(model.card).with_policy(fill)
         run.fillers[label] = GeneratedFiller(model, run.target, run.sequences, center=center,
                                              batch_size=batch_size, seed=run.seed,
-                                             sources=sources, references=references)
+                                             sources=sources, references=references,
+                                             policy=policy)
         run.fillers[label].check()
 
 
@@ -271,6 +283,7 @@ def _settings(run: RunContext, inputs: dict[str, Any], kinds, test: PreparedSite
         "cross_center_data": portable_path(Path(cross).resolve()) if cross else "",
         "target": run.target.name,
         "sources": inputs["sources"] or "registry source_priority",
+        "fill": {label: f.policy.policy for label, f in run.fillers.items()},
         "guidance": (f"reference: {portable_path(Path(inputs['reference']).resolve())}"
                      if inputs["reference"] else "latent (mapper)"),
         "scenarios": kinds,

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from harmonix.fusion import FillPolicy
 from harmonix.interfaces import Generator
 from harmonix.registry import Target
 
@@ -113,7 +114,8 @@ class GeneratedFiller:
     the present sequences tried as a source (default: the registry's ``source_priority``);
     ``references`` maps a target sequence to real target-domain volumes on the model's grid
     (:func:`harmonix.translate.load_references`): reference-guided filling instead of the
-    mapper's latent codes.
+    mapper's latent codes; ``policy`` (default: the generator card's) chooses one source or
+    fuses all (:mod:`harmonix.fusion`).
     """
 
     def __init__(
@@ -127,8 +129,10 @@ class GeneratedFiller:
         seed: int = 0,
         sources: Sequence[str] | None = None,
         references: Mapping[str, np.ndarray] | None = None,
+        policy: FillPolicy | None = None,
     ):
         self.generator = generator
+        self.policy = FillPolicy.from_card(generator.card) if policy is None else policy
         self.sources = list(sources) if sources else None
         self.references = dict(references or {})
         self.ranking: dict[str, list[str]] | None = None  # per target, see plan_translations
@@ -145,17 +149,18 @@ class GeneratedFiller:
             raise ValueError(f"the generator cannot make {', '.join(lacking)} (its domains: "
                              f"{', '.join(self.generator.domains)})")
 
-    def plan(self, present: Sequence[str]) -> dict[str, str]:
-        """``{missing sequence: source sequence}`` as ``fill_missing`` would choose."""
-        from harmonix.translate import plan_translations
+    def plan(self, present: Sequence[str]) -> dict[str, list[str]]:
+        """``{missing sequence: its sources}`` as ``fill_missing`` would choose (one source, or
+        every usable one, best first, when the policy fuses)."""
+        from harmonix.translate import by_sequence, plan_translations
 
         fills, _, errors = plan_translations(
             present, self.target, self.generator.domains, center=self.center,
-            sources=self.sources, ranking=self.ranking,
+            sources=self.sources, ranking=self.ranking, policy=self.policy,
         )
         if errors:
             raise ValueError("; ".join(f"{s}: {m}" for s, m in errors.items()))
-        return {t.sequence: t.source for t in fills}
+        return {seq: [t.source for t in group] for seq, group in by_sequence(fills).items()}
 
     def volume(self, prepared, sequence: str, source: str) -> np.ndarray:
         """``sequence`` generated from ``source`` of ``prepared`` (cached by the content of the
@@ -170,10 +175,18 @@ class GeneratedFiller:
             made = fill_missing(
                 prepared, self.generator, one, present=[source], sources=[source],
                 references=self.references, center=self.center, batch_size=self.batch_size,
-                seed=self.seed,
+                seed=self.seed, policy=self.policy,
             )
             self._cache[key] = made[sequence]
         return self._cache[key]
+
+    def made(self, prepared, sequence: str, sources: Sequence[str]) -> np.ndarray:
+        """``sequence`` from ``sources`` of ``prepared``: one source's volume, or every source's
+        fused with the policy's weights (:func:`harmonix.fusion.fuse`)."""
+        from harmonix.fusion import fuse
+
+        volumes = [self.volume(prepared, sequence, s) for s in sources]
+        return fuse(volumes, self.policy.weights(sequence, list(sources)))[0]
 
     def slices(self, prepared, sequence: str, source: str, ks: Sequence[int]) -> np.ndarray:
         """Only axial slices ``ks`` of ``sequence`` generated from ``source``, ``(len(ks), X, Y)``
@@ -186,16 +199,16 @@ class GeneratedFiller:
         made = fill_missing(
             dataclasses.replace(prepared, brain_mask=mask), self.generator, one,
             present=[source], sources=[source], references=self.references,
-            center=self.center, batch_size=self.batch_size, seed=self.seed,
+            center=self.center, batch_size=self.batch_size, seed=self.seed, policy=self.policy,
         )
         return np.moveaxis(made[sequence][:, :, ks], -1, 0)
 
     def fill(self, prepared, present: Sequence[str]) -> tuple[dict[str, np.ndarray], dict]:
-        """(real present + generated missing volumes, ``{missing: source}``)."""
-        sources = self.plan(present)
+        """(real present + generated missing volumes, ``{missing: its sources joined by +}``)."""
+        plan = self.plan(present)
         volumes = {s: prepared.volumes[s] for s in present}
-        volumes.update({m: self.volume(prepared, m, src) for m, src in sources.items()})
-        return volumes, sources
+        volumes.update({m: self.made(prepared, m, srcs) for m, srcs in plan.items()})
+        return volumes, {m: "+".join(srcs) for m, srcs in plan.items()}
 
     def forget(self, case_id: str) -> None:
         """Drop a case's cached volumes (the evaluation goes case by case)."""

@@ -24,6 +24,7 @@ FIDELITY_FILE = "fidelity.csv"
 SUMMARY_FILE = "summary.csv"
 SUMMARY_COLUMNS = ("scenario", "region", "complete", "copy", "generated", "p_generated_vs_copy")
 RANDOM, CROSS = "random", "cross-center"
+SINGLE_SOURCE = "only "  # summary.csv's name prefix of the single-source scenarios
 
 
 def _missing(scenario: str) -> list[str]:
@@ -43,7 +44,9 @@ def headline(report: str | Path, region: str = "WT") -> dict[str, Any]:
       ``pairs`` (when the report has ``fidelity.csv``);
     * ``cross_aligned`` / ``cross_unaligned`` / ``cross_copy``: the cross-center medians;
     * ``lesion_fid_lam`` / ``lesion_fid_no_lam``: median lesion-region FID over the pairs and
-      ``lesion_lam_lower`` the pairs where it is lower with LAM (with ``fid_lesion.csv``).
+      ``lesion_lam_lower`` the pairs where it is lower with LAM (with ``fid_lesion.csv``);
+    * ``only_SEQ_generated`` / ``only_SEQ_copy``: the single-source scenarios' medians;
+    * issue 20's lesion figures (:func:`_lesion_figures`).
     """
     report = Path(report)
     summary = pd.read_csv(report / SUMMARY_FILE)
@@ -72,12 +75,33 @@ def headline(report: str | Path, region: str = "WT") -> dict[str, Any]:
             out["lesion_fid_lam"] = float(table["lam"].median())
             out["lesion_fid_no_lam"] = float(table["no-lam"].median())
             out["lesion_lam_lower"] = int((table["lam"] < table["no-lam"]).sum())
+    only = rows[rows["scenario"].str.startswith(SINGLE_SOURCE)]
+    for r in only.itertuples():
+        key = r.scenario.removeprefix(SINGLE_SOURCE)
+        out[f"only_{key}_generated"], out[f"only_{key}_copy"] = r.generated, r.copy
+    out.update(_lesion_figures(report))
     fidelity = report / FIDELITY_FILE
     if fidelity.exists():
         table = pd.read_csv(fidelity)
         if VERDICT in table:
             out["fidelity_wins"] = int((table[VERDICT].astype(str) == "yes").sum())
             out["pairs"] = int(len(table))
+    return out
+
+
+def _lesion_figures(report: Path) -> dict[str, Any]:
+    """Issue 20's figures from ``lesion.csv`` and ``grid.csv``: pairs whose lesion contrast sign
+    agrees, whose lesion SSIM beats both baselines, whose NMI ratio is at least 0.9 (of
+    ``lesion_pairs``), and the largest grid ratio over target sequences."""
+    out: dict[str, Any] = {}
+    if (report / "lesion.csv").exists():
+        table = pd.read_csv(report / "lesion.csv")
+        out.update(lesion_pairs=int(len(table)),
+                   contrast_sign_agrees=int((table["contrast_sign_agrees"] == 1).sum()),
+                   lesion_ssim_wins=int((table["lesion_ssim_wins"] == 1).sum()),
+                   nmi_kept=int((table["nmi_ratio"] >= 0.9).sum()))
+    if (report / "grid.csv").exists():
+        out["grid_ratio_max"] = float(pd.read_csv(report / "grid.csv")["ratio"].max())
     return out
 
 
@@ -119,7 +143,21 @@ def validation_summary(report: str | Path) -> pd.DataFrame:
                          **{s: medians.get((scenario, region, s), np.nan)
                             for s in ("complete", "copy", "generated")},
                          "p_generated_vs_copy": p_values.get((scenario, region), np.nan)})
-    return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+    return pd.DataFrame(rows + single_source_rows(rows), columns=list(SUMMARY_COLUMNS))
+
+
+def single_source_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The scenarios where one sequence is real and every other one is filled, again under the
+    names ``only t1``, ``only t1ce``, ... (T2 only is the cross-center case inside BraTS)."""
+    fixed = [r["scenario"] for r in rows if str(r["scenario"]).startswith("missing ")]
+    sequences = list(dict.fromkeys(s for name in fixed for s in _missing(name)))
+    out = []
+    for row in rows:
+        name = str(row["scenario"])
+        if name in fixed and len(_missing(name)) == len(sequences) - 1:
+            (present,) = [s for s in sequences if s not in _missing(name)]
+            out.append({**row, "scenario": f"{SINGLE_SOURCE}{present}"})
+    return out
 
 
 def write_summary(report: str | Path) -> Path:

@@ -179,6 +179,7 @@ class SwinUnet(Backbone):
             )
         levels = len(depths)
         self.size_multiple = downsample_factor(levels - 1, patch_size)
+        self.patch_period = patch_size
         if img_size % self.size_multiple:
             raise ValueError(
                 f"img_size {img_size} is not a multiple of {self.size_multiple} "

@@ -38,10 +38,28 @@ def indices_by_domain(dataset) -> list[np.ndarray]:
     return [np.flatnonzero(labels == k) for k in range(len(dataset.domains))]
 
 
+#: a slice counts as a lesion slice for LAM's real lesions from this many lesion pixels
+MIN_LESION_PIXELS = 16
+
+
+def lesion_pools(dataset, by_domain: list[np.ndarray]) -> list[np.ndarray]:
+    """Per domain, its slices with at least :data:`MIN_LESION_PIXELS` lesion pixels; a domain
+    without any keeps its whole pool (the very array, so ``has_lesions`` can tell)."""
+    areas = dataset.lesion_areas() if hasattr(dataset, "lesion_areas") else None
+    if areas is None:
+        return list(by_domain)
+    pools = []
+    for pool in by_domain:
+        with_lesion = pool[areas[pool] >= MIN_LESION_PIXELS]
+        pools.append(with_lesion if len(with_lesion) else pool)
+    return pools
+
+
 class BatchSource:
     """Draws StarGAN-v2 batches from a ``SliceDataset``: sources balanced over domains (with
     random flips), a target domain per source drawn uniformly among the *other* domains, two
-    references per target domain (the dataset's ``ReferenceSampler``) and two latents.
+    references per target domain (the dataset's ``ReferenceSampler``), two latents and, for
+    LAM, a lesion slice of each target domain.
 
     Unlike StarGAN-v2, a target never equals its source: with few domains (a T1 + T2 center),
     same-domain "translations" make half of D's fakes indistinguishable from real images, and
@@ -59,6 +77,7 @@ class BatchSource:
         if len(self.present) < 2:
             raise ValueError(f"training needs slices of at least 2 domains; have {self.counts()}")
         self.references = ReferenceSampler(dataset, seed)
+        self.lesion_pools = lesion_pools(dataset, self.by_domain)
         self.latent_dim = latent_dim
         self.seed = seed
         self.rank = rank
@@ -66,11 +85,18 @@ class BatchSource:
     def counts(self) -> dict[str, int]:
         return {d: int(len(ix)) for d, ix in zip(self.domains, self.by_domain, strict=True)}
 
-    def _sources(self, domains: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
+    @property
+    def has_lesions(self) -> list[bool]:
+        """Per domain, whether its lesion pool holds slices with a lesion."""
+        return [pool is not whole for pool, whole in zip(self.lesion_pools, self.by_domain,
+                                                         strict=True)]
+
+    def _sources(self, domains: torch.Tensor, gen: torch.Generator,
+                 pools: list[np.ndarray] | None = None) -> tuple[torch.Tensor, ...]:
         flip = bool(getattr(self.dataset, "flip", False))
         images, lesions = [], []
         for k in domains.tolist():
-            pool = self.by_domain[k]
+            pool = (pools or self.by_domain)[k]
             index = int(pool[torch.randint(len(pool), (1,), generator=gen).item()])
             flipped = bool(torch.rand(1, generator=gen).item() < 0.5) and flip
             item = self.dataset.load(index, flip=flipped)
@@ -88,12 +114,31 @@ class BatchSource:
         trg = (org + torch.randint(1, n, (size,), generator=gen)) % n  # another domain
         y_org, y_trg = self.present[org], self.present[trg]
         x_real, lesion = self._sources(y_org, gen)
-        x_ref, x_ref2, lesion_ref, lesion_ref2 = self.references.sample(y_trg)
+        x_ref, x_ref2, _, _ = self.references.sample(y_trg)
         z_trg = torch.randn(size, self.latent_dim, generator=gen)
         z_trg2 = torch.randn(size, self.latent_dim, generator=gen)
-        binary = [(m > 0).float() for m in (lesion, lesion_ref, lesion_ref2)]
-        return Batch(to_unit(x_real), y_org, binary[0], y_trg, to_unit(x_ref.float()),
-                     to_unit(x_ref2.float()), binary[1], binary[2], z_trg, z_trg2)
+        x_lesion_ref, lesion_ref = self._sources(y_trg, gen, self.lesion_pools)
+        return Batch(to_unit(x_real), y_org, (lesion > 0).float(), y_trg, to_unit(x_ref.float()),
+                     to_unit(x_ref2.float()), z_trg, z_trg2, to_unit(x_lesion_ref),
+                     (lesion_ref > 0).float())
+
+    def lesion_slices(self, per_domain: int = 32) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+        """Up to ``per_domain`` evenly spaced real lesion slices of each domain (not flipped):
+        ``(images in [-1, 1], lesion masks, domain indices)``, for the lesion-code spread."""
+        images, masks, domains = [], [], []
+        for k in self.present.tolist():
+            pool = self.lesion_pools[k]
+            if not self.has_lesions[k]:
+                continue
+            picks = np.linspace(0, len(pool) - 1, min(per_domain, len(pool))).astype(int)
+            for i in np.unique(picks):
+                item = self.dataset.load(int(pool[i]), flip=False)
+                images.append(item["image"])
+                masks.append((item["lesion"] > 0).float())
+                domains.append(k)
+        if not images:
+            return torch.zeros(0, 1, 1, 1), torch.zeros(0, 1, 1, 1), []
+        return to_unit(torch.stack(images).float()), torch.stack(masks), domains
 
     def fixed_sources(self) -> tuple[torch.Tensor, list[str]]:
         """One slice per domain (not flipped), 0..255, for sample grids: of up to 32 evenly

@@ -31,6 +31,7 @@ class UMMGATGenerator(Generator):
         self.config = ModelConfig.from_dict(self.card["model"])
         self.domains = list(self.config.domains)
         self.image_size = int(self.config.image_size)
+        self.patch_period = int(getattr(nets.G.backbone, "patch_period", 1))
         self.device = torch.device(device)
         for net in nets.named().values():
             net.to(self.device).eval().requires_grad_(False)

@@ -20,6 +20,7 @@ from harmonix.extras import MissingExtraError, require
 from harmonix.progress import progress_task
 from harmonix_ummgat.data import BatchSource, iteration_seed, seed_everything
 from harmonix_ummgat.generator import UMMGATGenerator
+from harmonix_ummgat.lam import COLLAPSED_BELOW, lesion_code_spread
 from harmonix_ummgat.samples import save_sample_grid
 from harmonix_ummgat.settings import RunSettings
 from harmonix_ummgat.solver import Solver
@@ -67,7 +68,8 @@ def tensorboard_writer(log_dir: Path, purge_step: int):
 def loss_line(losses: dict[str, float]) -> str:
     d = losses.get("D/latent_real", 0.0) + losses.get("D/latent_fake", 0.0)
     parts = [f"D {d:.3f}", f"R1 {losses.get('D/latent_r1', 0.0):.3f}"]
-    for key in ("adv", "sty", "cyc", "les", "les_cyc", "ds"):
+    for key in ("adv", "sty", "cyc", "les", "les_cyc", "les_adv", "les_var", "les_con", "struct",
+                "ds"):
         if f"G/latent_{key}" in losses:
             parts.append(f"{key} {losses[f'G/latent_{key}']:.3f}")
     return " ".join(parts)
@@ -85,8 +87,30 @@ class Loop:
         self.callback = callback
         self.writer = None
         self.last_losses = ""
+        self._lesion_slices = None
+
+    def _lesion_code_spread(self, done: int) -> None:
+        """LAM's health (:func:`harmonix_ummgat.lam.lesion_code_spread`) of the EMA encoder on
+        fixed real lesion slices: to TensorBoard and the card's ``lesion_code_spread``."""
+        if self._lesion_slices is None:
+            self._lesion_slices = self.source.lesion_slices()
+        images, masks, domains = self._lesion_slices
+        if not domains:
+            return
+        per_domain = lesion_code_spread(self.solver.ema.E, images, masks, domains,
+                                        self.solver.config.num_domains)
+        named = {self.source.domains[k]: round(v, 4) for k, v in per_domain.items()}
+        for domain, value in named.items() if self.writer is not None else ():
+            self.writer.add_scalar(f"lesion_code_spread/{domain}", value, done)
+        record = self.card.setdefault("lesion_code_spread", {"history": []})
+        record["history"] = [h for h in record.get("history", []) if h["iteration"] < done]
+        record["history"].append({"iteration": done, **named})
+        finite = [v for v in named.values() if v == v]
+        record.update(iteration=done, per_domain=named, min=min(finite) if finite else None,
+                      collapsed_below=COLLAPSED_BELOW)
 
     def _checkpoint(self, done: int) -> None:
+        self._lesion_code_spread(done)
         ckpt.save_checkpoint(
             self.run_dir, done, tensors=self.solver.state_tensors(), card=self.card,
             training_state={"iteration": done, "optimizers": self.solver.optimizer_state()},

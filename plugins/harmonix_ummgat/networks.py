@@ -82,6 +82,7 @@ class ModelConfig:
     encoder_dim: int | None = None  # first width of E's and D's trunks
     encoder_max_dim: int | None = None
     mapper_dim: int | None = None
+    lesion_discriminator: bool = True  # D has a head per lesion domain (LAM's les_adv)
 
     def __post_init__(self) -> None:
         self.domains = tuple(self.domains)
@@ -124,6 +125,7 @@ class ModelConfig:
         none: the old ``default``) names the model's."""
         known = set(cls.__dataclass_fields__)
         values = {k: v for k, v in data.items() if k in known}
+        values.setdefault("lesion_discriminator", False)  # cards from before LAM's D branches
         if values.get("preset") is None:
             named = resolve_preset(str(dict(values.get("backbone_options") or {}).get(
                 "preset", "fast")))
@@ -228,12 +230,14 @@ class MappingNetwork(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """D: ``(x, y) -> (B,)`` real/fake logits, one output branch per domain."""
+    """D: ``(x, y) -> (B,)`` real/fake logits, one output branch per domain; with
+    ``lesion_discriminator``, also one per lesion domain ``k + N`` (LAM)."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.trunk = ConvTrunk(config.image_size, config.encoder_dim, config.encoder_max_dim)
-        self.heads = nn.Linear(self.trunk.out_dim, config.num_domains)
+        heads = config.num_domains * (2 if config.lesion_discriminator else 1)
+        self.heads = nn.Linear(self.trunk.out_dim, heads)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return _select(self.heads(self.trunk(x)), y)

@@ -33,6 +33,13 @@ class Recipe:
     lam: bool = True  # lesion-aware module: the lesion style terms
     lambda_les: float = 1.0  # lesion style of the translated lesion
     lambda_les_cyc: float = 1.0  # lesion style kept through the cycle
+    # LAM terms a lesion-blind network cannot satisfy (harmonix_ummgat.lam; not the paper's)
+    les_stop_grad: bool = True  # real-lesion codes are fixed targets of les and les_cyc
+    lambda_les_adv: float = 1.0  # D's lesion branches: generated lesions must look real
+    lambda_les_var: float = 1.0  # lesion codes spread within each domain (VICReg-style)
+    lambda_les_con: float = 1.0  # a lesion's code differs from mirrored healthy tissue's
+    les_spread_target: float = 1.0  # les_var's level: this times the whole-image codes' spread
+    lambda_struct: float = 0.0  # normalised-gradient-field structure term, source vs output
 
     def lambda_ds_at(self, iteration: int) -> float:
         """The diversification weight at ``iteration`` (0-based), decayed as StarGAN-v2 does."""
@@ -54,8 +61,17 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Recipe:
+        """Cards written before the LAM's own terms existed keep the paper's LAM."""
         known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in data.items() if k in known})
+        values = {k: v for k, v in data.items() if k in known}
+        if "lambda_les_adv" not in data:
+            values = {**PAPER_LAM, **values}
+        return cls(**values)
+
+
+#: The paper's LAM (the ``les`` and ``les_cyc`` terms only): ``--recipe`` these to compare.
+PAPER_LAM = {"les_stop_grad": False, "lambda_les_adv": 0.0, "lambda_les_var": 0.0,
+             "lambda_les_con": 0.0}
 
 
 def _typed(key: str, kind: str, value: Any) -> Any:

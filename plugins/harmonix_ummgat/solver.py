@@ -32,10 +32,10 @@ class Batch:
     y_trg: torch.Tensor
     x_ref: torch.Tensor
     x_ref2: torch.Tensor
-    lesion_ref: torch.Tensor
-    lesion_ref2: torch.Tensor
     z_trg: torch.Tensor
     z_trg2: torch.Tensor
+    x_lesion_ref: torch.Tensor  # a target-domain slice with a lesion (LAM's real lesions)
+    lesion_ref: torch.Tensor  # its lesion mask
 
     def to(self, device: torch.device | str, channels_last: bool = False) -> Batch:
         def move(t: torch.Tensor) -> torch.Tensor:
@@ -128,26 +128,21 @@ class Solver:
             net.train()
         losses: dict[str, torch.Tensor] = {}
 
+        lesions = dict(num_domains=self.config.num_domains, lesion=b.lesion,
+                       x_lesion_ref=b.x_lesion_ref, lesion_ref=b.lesion_ref)
         for kind, guide in (("latent", {"z_trg": b.z_trg}), ("ref", {"x_ref": b.x_ref})):
             d_loss, terms = compute_d_loss(
-                nets, recipe, b.x_real, b.y_org, b.y_trg, amp=self.amp, **guide
+                nets, recipe, b.x_real, b.y_org, b.y_trg, amp=self.amp, **lesions, **guide
             )
             self._zero_grad()
             d_loss.backward()
             self.optims["D"].step()
             losses.update({f"D/{kind}_{k}": v for k, v in terms.items()})
 
-        common = dict(
-            num_domains=self.config.num_domains,
-            lesion=b.lesion,
-            lesion_ref=b.lesion_ref,
-            lambda_ds=recipe.lambda_ds_at(iteration),
-            amp=self.amp,
-        )
+        common = dict(**lesions, lambda_ds=recipe.lambda_ds_at(iteration), amp=self.amp)
         with self._no_sync("D"):
             g_loss, terms = compute_g_loss(
-                nets, recipe, b.x_real, b.y_org, b.y_trg, z_trgs=(b.z_trg, b.z_trg2),
-                x_lesion_ref=b.x_ref, **common,
+                nets, recipe, b.x_real, b.y_org, b.y_trg, z_trgs=(b.z_trg, b.z_trg2), **common,
             )
             self._zero_grad()
             g_loss.backward()

@@ -30,6 +30,7 @@ from harmonix import checkpoints as ckpt
 from harmonix.cards import portable_path
 from harmonix.errors import CheckpointError, InputError
 from harmonix.fingerprint import RECORD_KEY, RECORD_VERSION, training_record
+from harmonix.fusion import DEFAULT_POLICY, FILL_KEY, MAX_CASES, FillPolicy, measure_correlations
 from harmonix.interfaces import Trainer
 from harmonix.io import atomic_write_json
 from harmonix_ummgat.data import BatchSource, indices_by_domain
@@ -246,8 +247,9 @@ class UMMGATTrainer(Trainer):
             height, image_size = (int(n) for n in torch.as_tensor(dataset[0]["image"]).shape[-2:])
             if height != image_size:
                 raise ValueError(f"slices must be square, got {height}x{image_size}")
+            lesion_heads = recipe.lam and recipe.lambda_les_adv > 0  # D's LAM branches
             config = ModelConfig(domains=tuple(dataset.domains), image_size=image_size,
-                                 **req.model)
+                                 **{"lesion_discriminator": lesion_heads, **req.model})
         elif list(dataset.domains) != list(config.domains):
             raise InputError(run_dir, f"the data's domains {list(dataset.domains)} differ from "
                                       f"the run's {list(config.domains)}")
@@ -279,6 +281,8 @@ class UMMGATTrainer(Trainer):
         card = _card(config, recipe, settings, prep, seed, sites, pairing, dataset, source,
                      training={"world_size": world, "device": device, "amp_bf16": amp,
                                "channels_last": channels_last, "compile": settings.compile})
+        if card_prev is not None and "lesion_code_spread" in card_prev:  # its history goes on
+            card["lesion_code_spread"] = card_prev["lesion_code_spread"]
         if rank == 0:  # only rank 0 writes cards
             previous = (card_prev or {}).get("data") or {}
             record = data_record(sites, previous.get(RECORD_KEY),
@@ -328,7 +332,20 @@ def _card(config: ModelConfig, recipe: Recipe, settings: RunSettings, prep, seed
             else {d: {"slices": n} for d, n in source.counts().items()},
         },
         "training": training,
+        FILL_KEY: fill_record(dataset),
     }
+
+
+def fill_record(dataset) -> dict[str, Any]:
+    """The card's fill policy (:mod:`harmonix.fusion`): the default policy and the sequences'
+    correlation table measured on up to ``MAX_CASES`` cached training cases with two or more
+    sequences (all of a case's sequences, whatever the unpaired draw gave the generator)."""
+    cache = getattr(dataset, "cache", None)
+    cases = [] if cache is None else [i for i, c in enumerate(cache.cases)
+                                      if len(c.sequences) > 1][:MAX_CASES]
+    table, n = measure_correlations({s: cache.slices(i, s) for s in cache.cases[i].sequences}
+                                    for i in cases)
+    return FillPolicy(DEFAULT_POLICY, table, n).to_record()
 
 
 def recorded_sites(run_dir: Path, card: dict[str, Any]) -> list[Path]:
