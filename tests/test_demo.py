@@ -111,9 +111,14 @@ def test_summary_csv_has_every_scenario_and_region(demo_run):
     assert tuple(summary.columns) == SUMMARY_COLUMNS
     fixed = [s for s in dict.fromkeys(summary["scenario"]) if s.startswith("missing ")]
     assert len(fixed) == 14
-    assert list(dict.fromkeys(summary["scenario"]))[14:] == ["random", "cross-center"]
-    assert len(summary) == 15 * 3 + 1  # WT/TC/ET per scenario; cross-center scores WT only
+    assert list(dict.fromkeys(summary["scenario"]))[14:] == [
+        "random", "cross-center", "only t1", "only t1ce", "only t2", "only flair"]
+    assert len(summary) == 19 * 3 + 1  # WT/TC/ET per scenario; cross-center scores WT only
     assert not summary.duplicated(["scenario", "region"]).any()
+    # the single-source scenarios are the triple-missing ones, under their own names
+    only_t2 = summary[summary["scenario"] == "only t2"].drop(columns="scenario")
+    triple = summary[summary["scenario"] == "missing t1+t1ce+flair"].drop(columns="scenario")
+    pd.testing.assert_frame_equal(only_t2.reset_index(drop=True), triple.reset_index(drop=True))
     within = summary[summary["scenario"] != "cross-center"]
     assert set(within["region"]) == {"WT", "TC", "ET"}
     values = within[["complete", "copy", "generated"]].to_numpy()
@@ -178,3 +183,25 @@ def test_cli_rejects_an_unknown_profile(cli, tmp_path):
     result = cli("demo", "--out", tmp_path / "demo", "--profile", "huge")
     assert result.exit_code != 0 and "unknown profile 'huge'" in result.output
     assert not (tmp_path / "demo").exists()
+
+
+def test_lesion_preservation_and_grid_tables_cover_every_pair(demo_run):
+    """Issue 20: lesion contrast, BraSyn SSIM, tissue contrast (the demo writes tissue maps),
+    structure and the grid share in every report; the lesion-code spread in the card."""
+    out, _, _ = demo_run
+    table = pd.read_csv(out / "report" / "lesion.csv")
+    assert len(table) == 12
+    for column in ("contrast_sign_agrees", "ssim_lesion_generated", "ssim_lesion_copy",
+                   "ssim_lesion_remap", "tissue_CSF_generated", "tissue_CSF_real",
+                   "nmi_generated", "nmi_real", "nmi_ratio"):
+        assert np.isfinite(table[column]).all(), column
+    assert set(table["contrast_sign_agrees"]) <= {0.0, 1.0}
+    grid = pd.read_csv(out / "report" / "grid.csv")
+    assert set(grid["target"]) == {"t1", "t1ce", "t2", "flair"} and (grid["ratio"] > 0).all()
+    report = (out / "report" / "report.md").read_text()
+    assert "## Lesion preservation" in report and "## Grid artifact" in report
+    card = json.loads(next((out / "runs" / "ummgat" / "checkpoints").glob(
+        "*/model_card.json")).read_text())
+    spread = card["lesion_code_spread"]
+    assert set(spread["per_domain"]) == set(card["domains"]) and spread["history"]
+    assert card["fill"]["policy"] == "fused"

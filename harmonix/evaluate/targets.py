@@ -151,13 +151,13 @@ def single_source_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     names ``only t1``, ``only t1ce``, ... (T2 only is the cross-center case inside BraTS)."""
     fixed = [r["scenario"] for r in rows if str(r["scenario"]).startswith("missing ")]
     sequences = list(dict.fromkeys(s for name in fixed for s in _missing(name)))
-    out = []
+    by_present: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         name = str(row["scenario"])
         if name in fixed and len(_missing(name)) == len(sequences) - 1:
             (present,) = [s for s in sequences if s not in _missing(name)]
-            out.append({**row, "scenario": f"{SINGLE_SOURCE}{present}"})
-    return out
+            by_present.setdefault(present, []).append({**row, "scenario": SINGLE_SOURCE + present})
+    return [row for s in sequences for row in by_present.get(s, [])]
 
 
 def write_summary(report: str | Path) -> Path:
