@@ -60,3 +60,20 @@ def test_validation_doc_quotes_its_summary_csv():
         rows = summary[summary["scenario"] == scenario].set_index("region")
         generated = " / ".join(f"{rows.loc[r, 'generated']:.3f}" for r in ("WT", "TC", "ET"))
         assert f"| {scenario} |" in text and generated in text, scenario
+
+
+def test_validation_lesion_csv_has_one_row_per_sequence_pair():
+    """docs/validation/lesion.csv (issue 20): a report's lesion.csv, the columns the check reads."""
+    import pandas as pd
+
+    table = pd.read_csv(ROOT / "docs" / "validation" / "lesion.csv")
+    for column in ("source", "target", "contrast_sign_agrees", "ssim_lesion_generated",
+                   "ssim_lesion_copy", "ssim_lesion_remap"):
+        assert column in table.columns, column
+    sequences = ("t1", "t1ce", "t2", "flair")
+    pairs = {(a, b) for a in sequences for b in sequences if a != b}
+    assert set(zip(table["source"], table["target"], strict=True)) == pairs and len(table) == 12
+    assert set(table["contrast_sign_agrees"]) <= {0, 1}
+    text = (ROOT / "docs" / "validation.md").read_text()
+    agree = int(table["contrast_sign_agrees"].sum())
+    assert f"contrast sign right in **{agree} of 12**" in text

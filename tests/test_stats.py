@@ -14,11 +14,13 @@ from harmonix.evaluate.stats import (
     all_statistics,
     block_statistics,
     cohens_d,
+    cohens_d_groups,
     cohens_dz,
     dunn_blocked,
     dunn_table,
     friedman_table,
     median_table,
+    pooled_sd,
     wilcoxon_table,
 )
 
@@ -209,9 +211,24 @@ def test_block_statistics_on_a_fid_table_with_a_known_answer():
             min(1.0, 3 * math.erfc(steps / se / math.sqrt(2))))
         assert pairs.loc[pair, "mean_difference"] == pytest.approx(shift)
         assert pairs.loc[pair, "cohen_d"] == pytest.approx(shift / sd)
+        assert pairs.loc[pair, "cohen_d_pair"] == pytest.approx(shift / sd)  # equal SDs
         assert np.isnan(pairs.loc[pair, "cohen_dz"])  # constant differences: no spread
     two, only = block_statistics(wide[["real", "lam"]])
     assert np.isnan(two["p_value"]) and "3 groups" in two["note"] and len(only) == 1
+
+
+def test_cohens_d_pooled_over_all_groups_reproduces_the_papers_fig4():
+    """The paper's d values come from its means and SDs with the SD pooled over all three
+    groups: sqrt((310.09^2 + 166.15^2 + 129.04^2) / 3) = 216.3."""
+    means = {"real": 542.21, "no-lam": 310.96, "lam": 258.21}
+    sds = [310.09, 166.15, 129.04]
+    assert pooled_sd(sds) == pytest.approx(216.3, abs=0.05)
+    for (a, b), paper in ((("no-lam", "real"), -1.07), (("lam", "real"), -1.31),
+                          (("lam", "no-lam"), -0.24)):
+        assert round(cohens_d_groups(means[a], means[b], sds), 2) == paper
+    # per pair (the other form, cohen_d_pair) the same summaries give other values
+    pair = (310.96 - 542.21) / math.sqrt((166.15**2 + 310.09**2) / 2)
+    assert round(pair, 2) == -0.93
 
 
 def test_cohens_d_against_hand_computed_values():

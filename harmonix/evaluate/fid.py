@@ -14,8 +14,9 @@ lesions more like real ones (issue 14).
 
 **Tests** (:func:`fid_statistics`). The sequence pairs are the blocks; the groups are real
 (source vs target), generated without LAM and generated with LAM: Friedman across the three,
-Dunn's post hoc test in the within-block form with Bonferroni's correction, and Cohen's d, as
-the paper reports (``rank_sum_difference`` is the number GraphPad prints). Without a generator
+Dunn's post hoc test in the within-block form with Bonferroni's correction, the difference of
+mean FID (the paper's post-hoc figures) beside the rank statistic, and Cohen's d with the SD
+pooled over all groups, as the paper computes it. Without a generator
 trained with ``--no-lam`` that column is left out and the Friedman test with it (a note says so).
 """
 

@@ -339,9 +339,11 @@ class _Report:
             w("### FID statistics (the paper's Fig. 4 tests)")
             w()
             w("Blocks: the sequence pairs. Friedman across the groups, then Dunn's test in "
-              "the within-block form, Bonferroni-adjusted; `rank_sum_difference` is the "
-              "number GraphPad reports (negative: the first group has lower FID), `cohen_d` "
-              "uses the pooled SD, `cohen_dz` the SD of the paired differences.")
+              "the within-block form, Bonferroni-adjusted; `mean_difference` is the "
+              "difference of mean FID (the paper's post-hoc figures; negative: the first group "
+              "has lower FID), `rank_sum_difference` the rank statistic; `cohen_d` pools the SD "
+              "over all groups (the paper's), `cohen_d_pair` over the pair, `cohen_dz` uses the "
+              "SD of the paired differences.")
             w()
             w(markdown_table(stats["fid_friedman"]))
             w()

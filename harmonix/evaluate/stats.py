@@ -218,6 +218,20 @@ def cohens_d(a: Sequence[float], b: Sequence[float]) -> float:
     return float((a.mean() - b.mean()) / pooled) if pooled > 0 else float("nan")
 
 
+def pooled_sd(sds: Sequence[float]) -> float:
+    """The standard deviation pooled over equal-sized groups: ``sqrt(mean of the variances)``."""
+    sds = np.asarray(sds, np.float64)
+    return float(math.sqrt(np.mean(sds**2))) if len(sds) else float("nan")
+
+
+def cohens_d_groups(mean_a: float, mean_b: float, sds: Sequence[float]) -> float:
+    """Cohen's d of two groups with the SD pooled over *all* groups of the test (``sds``), as
+    the UMMGAT paper computes it (its Fig. 4: real 542.21 +- 310.09, without LAM 310.96 +-
+    166.15, with LAM 258.21 +- 129.04 give -1.07, -1.31 and -0.24)."""
+    sd = pooled_sd(sds)
+    return float((mean_a - mean_b) / sd) if sd > 0 else float("nan")
+
+
 def cohens_dz(a: Sequence[float], b: Sequence[float]) -> float:
     """Paired Cohen's d_z: mean of ``a - b`` over its standard deviation (ddof 1)."""
     diff = np.asarray(a, np.float64) - np.asarray(b, np.float64)
@@ -229,7 +243,9 @@ def block_statistics(
     wide: pd.DataFrame, p_adjust: str | None = "bonferroni"
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Friedman across the groups (columns) of a blocks x groups table, then Dunn (within-block)
-    with Cohen's d (pooled) and d_z (paired) per pair; incomplete blocks are dropped.
+    per pair with the mean difference, Cohen's d with the SD pooled over all groups
+    (``cohen_d``, the paper's), with the SD pooled over the pair only (``cohen_d_pair``) and
+    d_z (paired); incomplete blocks are dropped.
 
     Returns ``({"n", "k", "statistic", "p_value", "note"}, pairs table)``; Friedman needs 3
     groups and 2 blocks (else p = NaN and a note); the pairs table needs 2 blocks.
@@ -246,8 +262,11 @@ def block_statistics(
     pairs = dunn_blocked(wide, p_adjust)
     pairs["mean_difference"] = [float(wide[a].mean() - wide[b].mean())
                                 for a, b in zip(pairs.group_a, pairs.group_b, strict=True)]
-    pairs["cohen_d"] = [cohens_d(wide[a], wide[b])
+    sds = [float(wide[g].std(ddof=1)) for g in wide.columns]
+    pairs["cohen_d"] = [cohens_d_groups(float(wide[a].mean()), float(wide[b].mean()), sds)
                         for a, b in zip(pairs.group_a, pairs.group_b, strict=True)]
+    pairs["cohen_d_pair"] = [cohens_d(wide[a], wide[b])
+                             for a, b in zip(pairs.group_a, pairs.group_b, strict=True)]
     pairs["cohen_dz"] = [cohens_dz(wide[a], wide[b])
                          for a, b in zip(pairs.group_a, pairs.group_b, strict=True)]
     return friedman, pairs
