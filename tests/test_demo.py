@@ -198,8 +198,11 @@ def test_lesion_preservation_and_grid_tables_cover_every_pair(demo_run):
     assert set(table["contrast_sign_agrees"]) <= {0.0, 1.0}
     grid = pd.read_csv(out / "report" / "grid.csv")
     assert set(grid["target"]) == {"t1", "t1ce", "t2", "flair"} and (grid["ratio"] > 0).all()
+    planes = pd.read_csv(out / "report" / "through_plane.csv")
+    assert set(planes["target"]) == {"t1", "t1ce", "t2", "flair"} and (planes["ratio"] > 0).all()
     report = (out / "report" / "report.md").read_text()
     assert "## Lesion preservation" in report and "## Grid artifact" in report
+    assert "## Through-plane consistency" in report
     card = json.loads(next((out / "runs" / "ummgat" / "checkpoints").glob(
         "*/model_card.json")).read_text())
     spread = card["lesion_code_spread"]

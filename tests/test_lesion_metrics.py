@@ -124,3 +124,16 @@ def test_grid_power_finds_a_checkerboard_at_the_patch_period():
     table = artifacts.grid_table(frame)
     assert table.loc[0, "ratio"] == pytest.approx(gridded / clean)
     assert table.loc[0, "period"] == "2"
+
+
+def test_through_plane_measure_sees_per_slice_offsets():
+    image, brain, _, _ = phantom((24, 24, 12))
+    smooth = image + np.linspace(0, 5, 12)[None, None, :]
+    rng = np.random.default_rng(0)
+    striped = smooth + rng.normal(0, 15, 12)[None, None, :] * brain  # an offset per slice
+    assert artifacts.through_plane(striped, brain) > 5 * artifacts.through_plane(smooth, brain)
+    frame = pd.DataFrame([("a", "generated", 0.4), ("a", "real", 0.1), ("b", "generated", 0.6),
+                          ("b", "real", 0.1)], columns=["case", "strategy", "value"])
+    frame["kind"], frame["sequence"] = artifacts.THROUGH_PLANE, "flair"
+    table = artifacts.through_plane_table(frame)
+    assert table.loc[0, "ratio"] == pytest.approx(5.0)  # median 0.5 over 0.1

@@ -1,4 +1,5 @@
-"""Artifacts a patch-based, slice-wise generator leaves: the checkerboard at the patch period.
+"""Artifacts a patch-based, slice-wise generator leaves: the checkerboard at the patch period,
+and stripes across slices.
 
 :func:`grid_power` is the share of the spectral power of axial slices (inside the brain's
 bounding box, mean removed) that falls on the frequencies a pattern repeating every ``period``
@@ -14,6 +15,12 @@ import numpy as np
 import pandas as pd
 
 KIND = "grid"
+THROUGH_PLANE = "through-plane"
+THROUGH_PLANE_INTRO = (
+    "Energy of the intensity differences between adjacent axial slices inside the brain, over "
+    "the variance of the brain's intensities, for generated and real volumes of the same cases "
+    "(a slice-wise generator that changes its output from slice to slice leaves stripes in "
+    "coronal and sagittal views); `ratio` generated / real, 1 is as smooth as real.")
 INTRO = ("Share of the spectral power of axial slices at the frequencies of a grid repeating at "
          "the backbone's patch period (its harmonics included), for generated and real slices "
          "of the same cases; `ratio` generated / real, at most 1.5 is the target.")
@@ -52,6 +59,33 @@ def grid_power(volume: np.ndarray, brain: np.ndarray, period: int,
     return float(np.mean(shares)) if shares else float("nan")
 
 
+def through_plane(volume: np.ndarray, brain: np.ndarray) -> float:
+    """Mean squared difference between axially adjacent voxels that are both brain, over the
+    variance of the brain's voxels (NaN without two adjacent brain slices)."""
+    volume, brain = np.asarray(volume, np.float64), np.asarray(brain, bool)
+    both = brain[:, :, 1:] & brain[:, :, :-1]
+    variance = volume[brain].var() if brain.any() else 0.0
+    if not both.any() or variance <= 0:
+        return float("nan")
+    step = volume[:, :, 1:] - volume[:, :, :-1]
+    return float(np.mean(step[both] ** 2) / variance)
+
+
+def through_plane_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Per target sequence: the median over cases and sources of :func:`through_plane` for
+    generated and real volumes, and their ratio."""
+    rows = results[results["kind"] == THROUGH_PLANE].copy()
+    if rows.empty:
+        return pd.DataFrame()
+    rows["value"] = rows["value"].astype(float)
+    medians = rows.groupby(["sequence", "strategy"], sort=False)["value"].median().unstack()
+    out = pd.DataFrame({"target": medians.index,
+                        "through_plane_generated": medians.get("generated", np.nan).to_numpy(),
+                        "through_plane_real": medians.get("real", np.nan).to_numpy()})
+    out["ratio"] = out["through_plane_generated"] / out["through_plane_real"]
+    return out
+
+
 def grid_table(results: pd.DataFrame) -> pd.DataFrame:
     """Per target sequence: the median over cases and sources of the grid share of generated
     and of real slices, and their ratio (``ratio``; the target is at most 1.5)."""
@@ -69,4 +103,5 @@ def grid_table(results: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-__all__ = ["INTRO", "KIND", "grid_power", "grid_table"]
+__all__ = ["INTRO", "KIND", "THROUGH_PLANE", "THROUGH_PLANE_INTRO", "grid_power", "grid_table",
+           "through_plane", "through_plane_table"]

@@ -34,7 +34,7 @@ import pandas as pd
 
 from harmonix.evaluate import stats as statistics_module
 from harmonix.evaluate.artifacts import INTRO as GRID_INTRO
-from harmonix.evaluate.artifacts import grid_table
+from harmonix.evaluate.artifacts import THROUGH_PLANE_INTRO, grid_table, through_plane_table
 from harmonix.evaluate.fid import fid_statistics, lesion_fid_table
 from harmonix.evaluate.fidelity import INTRO as FIDELITY_INTRO
 from harmonix.evaluate.fidelity import fidelity_table, image_quality_table
@@ -125,7 +125,7 @@ def write_report(ev: Evaluation, out: str | Path) -> EvaluationResult:
     if not quality.empty:
         files["image_quality"] = _csv(out / "image_quality.csv", quality)
     for key, table in (("fidelity", fidelity_table), ("lesion", lesion_table),
-                       ("grid", grid_table)):  # vs trivial baselines; the tumour; the grid
+                       ("grid", grid_table), ("through_plane", through_plane_table)):
         if not (frame := table(results)).empty:
             stats[key], files[key] = frame, _csv(out / f"{key}.csv", frame)
     sections = metric_sections(results, scenarios, ev.sequences, out)
@@ -181,6 +181,7 @@ class _Report:
         self.table_section("fidelity", "Image fidelity vs trivial baselines", FIDELITY_INTRO)
         self.table_section("lesion", "Lesion preservation", LESION_INTRO)
         self.table_section("grid", "Grid artifact at the patch period", GRID_INTRO)
+        self.table_section("through_plane", "Through-plane consistency", THROUGH_PLANE_INTRO)
         for section in sections:
             self.metric_section(section)
         self.cross_center()
