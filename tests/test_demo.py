@@ -112,8 +112,8 @@ def test_summary_csv_has_every_scenario_and_region(demo_run):
     fixed = [s for s in dict.fromkeys(summary["scenario"]) if s.startswith("missing ")]
     assert len(fixed) == 14
     assert list(dict.fromkeys(summary["scenario"]))[14:] == [
-        "random", "cross-center", "only t1", "only t1ce", "only t2", "only flair"]
-    assert len(summary) == 19 * 3 + 1  # WT/TC/ET per scenario; cross-center scores WT only
+        "random", "brasyn", "cross-center", "only t1", "only t1ce", "only t2", "only flair"]
+    assert len(summary) == 20 * 3 + 1  # WT/TC/ET per scenario; cross-center scores WT only
     assert not summary.duplicated(["scenario", "region"]).any()
     # the single-source scenarios are the triple-missing ones, under their own names
     only_t2 = summary[summary["scenario"] == "only t2"].drop(columns="scenario")
@@ -198,11 +198,16 @@ def test_lesion_preservation_and_grid_tables_cover_every_pair(demo_run):
     assert set(table["contrast_sign_agrees"]) <= {0.0, 1.0}
     grid = pd.read_csv(out / "report" / "grid.csv")
     assert set(grid["target"]) == {"t1", "t1ce", "t2", "flair"} and (grid["ratio"] > 0).all()
+    table = pd.read_csv(out / "report" / "brasyn.csv").set_index("strategy")
+    assert set(table.index) == {"complete", "copy", "remapped", "generated"}
+    assert np.isfinite(table.loc["generated", ["ssim_lesion", "ssim_outside", "dice_WT"]]).all()
+    drops = json.loads((out / "report" / "evaluation.json").read_text())["brasyn_drops"]
+    assert set(drops.values()) <= {"t1", "t1ce", "t2", "flair"} and len(drops) >= 1
     planes = pd.read_csv(out / "report" / "through_plane.csv")
     assert set(planes["target"]) == {"t1", "t1ce", "t2", "flair"} and (planes["ratio"] > 0).all()
     report = (out / "report" / "report.md").read_text()
     assert "## Lesion preservation" in report and "## Grid artifact" in report
-    assert "## Through-plane consistency" in report
+    assert "## Through-plane consistency" in report and "## BraSyn protocol" in report
     card = json.loads(next((out / "runs" / "ummgat" / "checkpoints").glob(
         "*/model_card.json")).read_text())
     spread = card["lesion_code_spread"]

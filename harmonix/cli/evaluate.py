@@ -35,7 +35,13 @@ def evaluate(
         "or an installed generator's name (harmonix models list)."),
     scenarios: str = typer.Option(
         "all", "--scenarios", metavar="LIST",
-        help="all, or a comma-separated list of single, double, triple, random, cross-center."),
+        help="all, or a comma-separated list of single, double, triple, random, brasyn, "
+             "cross-center."),
+    protocol: Optional[str] = typer.Option(  # noqa: UP045
+        None, "--protocol", metavar="NAME",
+        help="brasyn: the BraSyn challenge's protocol only (each case loses one sequence at "
+             "random, seeded; SSIM inside and outside the tumour; Dice of the completed case); "
+             "the same as --scenarios brasyn."),
     strategies: str = typer.Option("complete,copy,generated", "--strategies", metavar="LIST",
                                    help="Comma-separated: complete, copy, generated."),
     generator_no_lam: Optional[Path] = typer.Option(  # noqa: UP045
@@ -90,7 +96,8 @@ def evaluate(
 
     try:
         result = run_evaluation(
-            data, segmenter=segmenter, out=out, generator=generator, scenarios=scenarios,
+            data, segmenter=segmenter, out=out, generator=generator,
+            scenarios=_protocol_scenarios(protocol, scenarios),
             strategies=strategies, generator_no_lam=generator_no_lam,
             cross_center_data=cross_center_data, correlation_data=correlation_data or None,
             target=target, seed=seed, device=device, max_cases=max_cases,
@@ -116,6 +123,16 @@ def evaluate(
         detail(f"{key}: {path}")
     emit_json(evaluation_document(result))
     conclude(f"[green]report:[/] {escape(str(result.report))}")
+
+
+def _protocol_scenarios(protocol: str | None, scenarios: str) -> str:
+    """``--protocol brasyn`` is ``--scenarios brasyn``."""
+    if protocol is None:
+        return scenarios
+    if protocol != "brasyn":
+        raise typer.BadParameter(f"unknown protocol '{protocol}'; protocols: brasyn",
+                                 param_hint="--protocol")
+    return "brasyn"
 
 
 def _sources(spec: str | None) -> str | list[str] | None:

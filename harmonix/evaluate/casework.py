@@ -15,6 +15,8 @@ import numpy as np
 
 from harmonix.evaluate.artifacts import KIND as GRID
 from harmonix.evaluate.artifacts import grid_power
+from harmonix.evaluate.brasyn import KIND as BRASYN
+from harmonix.evaluate.brasyn import image_rows as brasyn_image_rows
 from harmonix.evaluate.cases import (
     CaseVariants,
     axial,
@@ -103,7 +105,8 @@ def _scenario_case(run: RunContext, work: _CaseWork, scenario: Scenario) -> None
     """Every strategy of one scenario on one case; the filled ones start from the case
     preprocessed from its present sequences only."""
     ev, case = run.ev, work.full
-    missing = scenario.missing or ev.random_assignment[case.case_id]
+    assigned = ev.brasyn_assignment if scenario.kind == BRASYN else ev.random_assignment
+    missing = scenario.missing or assigned[case.case_id]
     present = [s for s in run.sequences if s not in missing]
     base = dict(case=case.case_id, scenario=scenario.name, kind=scenario.kind,
                 missing=missing_text(missing, run.sequences))
@@ -125,11 +128,31 @@ def _scenario_case(run: RunContext, work: _CaseWork, scenario: Scenario) -> None
                                                     prepared).items():
             ev.add(**base, strategy=strategy, generator=label, metric=metric, region=region,
                    source=fills, value=value)
+        if scenario.kind == BRASYN and strategy == "generated":
+            _brasyn_rows(run, work, base, prepared, sources, volumes, present)
         for m, src in sources.items():
             quality = work.image_quality(strategy, m, src, volumes[m], prepared)
             for metric, value in quality.items():
                 ev.add(**base, strategy=strategy, generator=label, metric=metric, sequence=m,
                        source=src, value=value)
+
+
+def _brasyn_rows(run: RunContext, work: _CaseWork, base: dict, prepared, sources, volumes,
+                 present: list[str]) -> None:
+    """BraSyn's image scores of the dropped sequence (:mod:`~harmonix.evaluate.brasyn`):
+    generated, copied (the copy strategy's source) and remapped against the real one, on the
+    present-only grid."""
+    if run.ev.correlations is None:
+        raise ValueError("the BraSyn protocol needs the copy mapping (correlation data)")
+    copied = copy_fill(prepared.volumes, copy_sources(run.ev.correlations, sources, present))
+    for m, src in sources.items():
+        real = work.variants.from_full(work.full.volumes[m], prepared)
+        if real is None or prepared.label is None:
+            continue
+        for row in brasyn_image_rows(volumes[m], copied[m], real, prepared.label,
+                                     prepared.brain_mask):
+            run.ev.add(**base, generator=MAIN if row["strategy"] == "generated" else "",
+                       sequence=m, source=src, **row)
 
 
 def _slices_on_full(filler: GeneratedFiller, variants: CaseVariants, prepared, target: str,

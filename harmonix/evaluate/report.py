@@ -35,6 +35,8 @@ import pandas as pd
 from harmonix.evaluate import stats as statistics_module
 from harmonix.evaluate.artifacts import INTRO as GRID_INTRO
 from harmonix.evaluate.artifacts import THROUGH_PLANE_INTRO, grid_table, through_plane_table
+from harmonix.evaluate.brasyn import INTRO as BRASYN_INTRO
+from harmonix.evaluate.brasyn import brasyn_table
 from harmonix.evaluate.fid import fid_statistics, lesion_fid_table
 from harmonix.evaluate.fidelity import INTRO as FIDELITY_INTRO
 from harmonix.evaluate.fidelity import fidelity_table, image_quality_table
@@ -125,7 +127,8 @@ def write_report(ev: Evaluation, out: str | Path) -> EvaluationResult:
     if not quality.empty:
         files["image_quality"] = _csv(out / "image_quality.csv", quality)
     for key, table in (("fidelity", fidelity_table), ("lesion", lesion_table),
-                       ("grid", grid_table), ("through_plane", through_plane_table)):
+                       ("grid", grid_table), ("through_plane", through_plane_table),
+                       ("brasyn", brasyn_table)):
         if not (frame := table(results)).empty:
             stats[key], files[key] = frame, _csv(out / f"{key}.csv", frame)
     sections = metric_sections(results, scenarios, ev.sequences, out)
@@ -178,6 +181,7 @@ class _Report:
         self.copy_mapping(distribution)
         self.fid()
         self.image_quality(quality)
+        self.table_section("brasyn", "BraSyn protocol", BRASYN_INTRO)
         self.table_section("fidelity", "Image fidelity vs trivial baselines", FIDELITY_INTRO)
         self.table_section("lesion", "Lesion preservation", LESION_INTRO)
         self.table_section("grid", "Grid artifact at the patch period", GRID_INTRO)

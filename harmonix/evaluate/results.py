@@ -55,6 +55,7 @@ class Evaluation:
     correlation_source: str = ""
     provenance: Provenance = field(default_factory=Provenance)
     random_assignment: dict[str, frozenset[str]] = field(default_factory=dict)
+    brasyn_assignment: dict[str, frozenset[str]] = field(default_factory=dict)  # one per case
     sequences: tuple[str, ...] = ()
     scenarios: list = field(default_factory=list)  # Scenario
     codes: pd.DataFrame | None = None  # UMAP: target, kind, source, region, x, y

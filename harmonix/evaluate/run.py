@@ -45,6 +45,8 @@ from typing import Any
 
 from harmonix.cards import portable_path
 from harmonix.checkpoints import as_generator
+from harmonix.evaluate.brasyn import KIND as BRASYN
+from harmonix.evaluate.brasyn import drops as brasyn_drops
 from harmonix.evaluate.casework import run_cases
 from harmonix.evaluate.context import RunContext
 from harmonix.evaluate.cross import cross_center, sequence_codes
@@ -181,7 +183,7 @@ def evaluate(
                                                       "generator without LAM": gen_no_lam},
                                     cross_center_data if CROSS in kinds else None,
                                     allow_overlap)
-        if "copy" in strategies or correlated:
+        if "copy" in strategies or correlated or BRASYN in kinds:
             _copy_mapping(run, gen, correlation_data, records)
     for filler in run.fillers.values():
         if correlated:
@@ -346,6 +348,12 @@ def _plan_scenarios(run: RunContext, kinds, test: PreparedSite) -> None:
         ev.random_assignment = random_missing([c.case_id for c in test.cases], run.sequences,
                                               seed=run.seed)
         ev.scenarios.append(Scenario("random", "random"))
+    if BRASYN in kinds:
+        ev.brasyn_assignment = brasyn_drops([c.case_id for c in test.cases], run.sequences,
+                                            seed=run.seed)
+        ev.settings["brasyn_drops"] = {c: "+".join(sorted(m))
+                                       for c, m in ev.brasyn_assignment.items()}
+        ev.scenarios.append(Scenario(BRASYN, BRASYN))
 
 
 __all__ = ["COLUMNS", "Evaluation", "EvaluationResult", "OverlapError", "evaluate",

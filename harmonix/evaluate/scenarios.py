@@ -5,6 +5,8 @@
 * **random**: each case loses its own random set, drawn uniformly from those 14 (so each case
   keeps at least one sequence and loses at most three), from ``numpy.random.default_rng(seed)``
   in case order; :func:`random_distribution` reports what was drawn;
+* **brasyn**: each case loses one sequence, drawn per case (the BraSyn challenge's protocol,
+  :mod:`harmonix.evaluate.brasyn`);
 * **cross-center**: a local center's T2 stands in for all four (see :mod:`harmonix.evaluate.run`).
 """
 
@@ -19,7 +21,7 @@ import pandas as pd
 
 SEQUENCES = ("t1", "t1ce", "t2", "flair")
 FIXED_KINDS = {1: "single", 2: "double", 3: "triple"}
-KINDS = ("single", "double", "triple", "random", "cross-center")
+KINDS = ("single", "double", "triple", "random", "brasyn", "cross-center")
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ def fixed_scenarios(
 
 
 def parse_kinds(spec: str | Iterable[str]) -> list[str]:
-    """``"all"`` or a comma-separated list of kinds (single, double, triple, random,
+    """``"all"`` or a comma-separated list of kinds (single, double, triple, random, brasyn,
     cross-center) -> the kinds in canonical order; unknown names raise ``ValueError``."""
     names = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
     if not names or "all" in names:
