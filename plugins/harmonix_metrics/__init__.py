@@ -1,4 +1,5 @@
-"""Built-in metrics: Dice and HD95 per tumour region, SSIM, PSNR and offline FID."""
+"""Built-in metrics: Dice and HD95 per tumour region, SSIM, PSNR, offline FID and the official
+BraTS lesion-wise Dice and HD95 (with the ``brats`` extra)."""
 
 import harmonix
 
@@ -8,6 +9,8 @@ METRICS = {
     "ssim": "harmonix_metrics.image:SSIMMetric",
     "psnr": "harmonix_metrics.image:PSNRMetric",
     "fid": "harmonix_metrics.fid:FIDMetric",
+    "lesion_dice": "harmonix_metrics.brats:LesionwiseDice",
+    "lesion_hd95": "harmonix_metrics.brats:LesionwiseHD95",
 }
 
 
