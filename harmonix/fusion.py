@@ -3,8 +3,9 @@
 A generator's model card records its fill policy under ``"fill"`` (the trainer writes it):
 ``{"policy": "fused" or "single", "correlations": {"sequences": [...], "r": [[...]],
 "cases": n}}``, Pearson's r between sequences inside the brain, averaged over the training
-cases. ``harmonix harmonize``, :func:`harmonix.fill_case` and ``harmonix evaluate`` read it
-(:meth:`FillPolicy.from_card`), so the three fill a case alike by default:
+cases (the policy recorded is :data:`DEFAULT_POLICY`). ``harmonix harmonize``,
+:func:`harmonix.fill_case` and ``harmonix evaluate`` read it (:meth:`FillPolicy.from_card`), so
+the three fill a case alike by default:
 
 * ``single``: each missing sequence from the present source most correlated with it (by
   ``|r|``; the registry's ``source_priority`` without a table);
@@ -25,8 +26,9 @@ import numpy as np
 
 FILL_KEY = "fill"
 POLICIES = ("single", "fused")
-#: the policy a newly trained generator records (docs/validation.md, fused vs single source)
-DEFAULT_POLICY = "fused"
+#: the policy a newly trained generator records: single, since fusing was worse than the most
+#: correlated source on the validate profile (docs/validation.md, "fused vs single source")
+DEFAULT_POLICY = "single"
 #: cases the trainer measures the correlation table on
 MAX_CASES = 20
 #: weight of a source whose |r| with the target is unknown (no table or no entry)

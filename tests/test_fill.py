@@ -67,8 +67,8 @@ def test_fill_case_equals_harmonize_on_the_same_case(built, intensity, dtype):
         # on the input's grid, flagged synthetic like the file harmonize writes
         assert image.shape == images["t2"].shape
         assert np.allclose(image.affine, images["t2"].affine)
-        # the model card's default policy fuses every present source, best first
-        assert re.fullmatch(rb"harmonix SYNTHETIC generated from (t1\+t2|t2\+t1)",
+        # the model card's default policy: the most correlated present source
+        assert re.fullmatch(rb"harmonix SYNTHETIC generated from (t1|t2)",
                             image.header["descrip"].tobytes().rstrip(b"\0"))
         assert image.header["descrip"] == on_disk.header["descrip"]
         assert image.header.get_sform(coded=True)[1] == on_disk.header.get_sform(coded=True)[1]
@@ -144,11 +144,11 @@ def test_same_sequence_twice_and_unmakeable_sequence(built):
 
 
 # -- fill policy: one source or every present source, fused (harmonix.fusion) ----------------------
-def test_the_trainer_records_a_fused_fill_policy_with_its_correlations(built):
+def test_the_trainer_records_its_fill_policy_with_the_correlations(built):
     _, run, _, _ = built
     card = json.loads(next(Path(run).glob("checkpoints/*/model_card.json")).read_text())
     policy = FillPolicy.from_card(card)
-    assert policy.policy == "fused" and policy.cases == 2
+    assert policy.policy == "single" and policy.cases == 2  # DEFAULT_POLICY
     assert set(policy.correlations) == {"t1", "t1ce", "t2", "flair"}
     assert policy.correlations["t1"]["t1"] == pytest.approx(1.0)
 
@@ -165,23 +165,29 @@ def test_fused_with_one_present_source_equals_the_single_source_output(built):
     assert not np.array_equal(both["flair"].dataobj, one["flair"].dataobj)
 
 
-def test_harmonize_fill_case_and_evaluate_fill_identical_voxels(built):
-    """One case, the card's (fused) policy: harmonize's file, fill_case's image and the
-    evaluation's filler (on the preprocessed grid, restored) hold the same voxels."""
+@pytest.mark.parametrize("fill", [None, "fused"])
+def test_harmonize_fill_case_and_evaluate_fill_identical_voxels(built, fill):
+    """One case, the card's policy (single) or fused: harmonize's file, fill_case's image and
+    the evaluation's filler (on the preprocessed grid, restored) hold the same voxels."""
     from harmonix.checkpoints import load_generator
     from harmonix.data.preprocess import preprocess_case, restore
     from harmonix.evaluate.strategies import GeneratedFiller
     from harmonix.translate import preprocess_config_from_card, resolve_target
 
-    _, run, case, written = built
-    written = Path(str(written).format("model"))
-    filled = harmonix.fill_case(inputs(case), run, "brats", seed=3, intensity="model")
+    root, run, case, _ = built
+    out = root / f"identical-{fill}"
+    harmonix.harmonize(case.parent, target="brats", model=run, center="brats", seed=3, out=out,
+                       intensity="model", fill=fill)
+    written = out / CASE
+    filled = harmonix.fill_case(inputs(case), run, "brats", seed=3, intensity="model",
+                                fill=fill)
     generator = load_generator(run)
     prepared = preprocess_case(inputs(case), preprocess_config_from_card(generator))
+    policy = FillPolicy.from_card(generator.card).with_policy(fill)
     filler = GeneratedFiller(generator, resolve_target("brats"), ("t1", "t1ce", "t2", "flair"),
-                             center="brats", seed=3)
+                             center="brats", seed=3, policy=policy)
     volumes, sources = filler.fill(prepared, ["t1", "t2"])
-    assert set(sources["flair"].split("+")) == {"t1", "t2"}
+    assert len(sources["flair"].split("+")) == (2 if fill == "fused" else 1)
     for seq in ("t1ce", "flair"):
         from_eval = np.asarray(restore(volumes[seq], prepared.record).dataobj, np.float32)
         on_disk = np.asarray(nib.load(written / f"{CASE}_{seq}.nii.gz").dataobj)
@@ -193,7 +199,7 @@ def test_confidence_writes_the_spread_on_the_input_grid_flagged_synthetic(built)
     root, run, case, _ = built
     out = root / "confidence"
     done = harmonix.harmonize(case.parent, target="brats", model=run, center="brats", seed=3,
-                              out=out, confidence=True)
+                              out=out, confidence=True, fill="fused")
     spread_rows = [r for r in done.rows if r.status == "spread"]
     assert {r.sequence for r in spread_rows} == {"t1ce", "flair"}
     t2 = nib.load(case / f"{CASE}_t2.nii.gz")
