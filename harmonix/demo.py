@@ -234,23 +234,7 @@ def run_demo(
     config = PreprocessConfig(spacing=prof.spacing, crop_shape=prof.crop_shape)
 
     announce("1/5 built-in multi-center data")
-    sites = [
-        ("brats", prof.train_cases, prof.test_cases, seed),
-        ("local", prof.local_cases, prof.local_test_cases, seed + 1),
-    ]
-    for center, n_train, n_test, site_seed in sites:
-        if not (data / center / "harmonix-site.json").exists():
-            # made aside and renamed: a run killed half-way makes it again on resume
-            partial = data / f".{center}.partial"
-            shutil.rmtree(partial, ignore_errors=True)
-            synthesize_site(  # with tissue maps: the report's tissue contrast needs them
-                partial, n_train + n_test, center=center, seed=site_seed,
-                spacing=prof.spacing, write_truth=True,
-            )
-            shutil.rmtree(data / center, ignore_errors=True)
-            partial.rename(data / center)
-        # held-out test cases: never seen by the generator or the segmenter
-        split_site(data / center, data / f"{center}-split", test=n_test, seed=seed)
+    make_sites(data, prof, seed)
     _drop_sequences(paths["brats-test"], paths["incomplete"], seed)
 
     announce("2/5 train UMMGAT (unpaired, two centers)"
@@ -317,6 +301,27 @@ def run_demo(
         **prof.eval_options,
     )
     return DemoResult(out, result.report, summary_rows(result.results), paths)
+
+
+def make_sites(data: Path, prof: DemoProfile, seed: int = 0) -> None:
+    """The profile's built-in BraTS-like and local sites (with tissue maps, which the report's
+    tissue contrast needs) in ``data/brats`` and ``data/local``, each split by ``harmonix
+    split`` into ``data/CENTER-split/{train,test}``; what exists is kept (resume)."""
+    sites = [
+        ("brats", prof.train_cases, prof.test_cases, seed),
+        ("local", prof.local_cases, prof.local_test_cases, seed + 1),
+    ]
+    for center, n_train, n_test, site_seed in sites:
+        if not (data / center / "harmonix-site.json").exists():
+            # made aside and renamed: a run killed half-way makes it again on resume
+            partial = data / f".{center}.partial"
+            shutil.rmtree(partial, ignore_errors=True)
+            synthesize_site(partial, n_train + n_test, center=center, seed=site_seed,
+                            spacing=prof.spacing, write_truth=True)
+            shutil.rmtree(data / center, ignore_errors=True)
+            partial.rename(data / center)
+        # held-out test cases: never seen by the generator or the segmenter
+        split_site(data / center, data / f"{center}-split", test=n_test, seed=seed)
 
 
 def _finished(checkpoint: Path, iters: int) -> bool:

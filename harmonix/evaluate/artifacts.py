@@ -74,32 +74,33 @@ def through_plane(volume: np.ndarray, brain: np.ndarray) -> float:
 def through_plane_table(results: pd.DataFrame) -> pd.DataFrame:
     """Per target sequence: the median over cases and sources of :func:`through_plane` for
     generated and real volumes, and their ratio."""
-    rows = results[results["kind"] == THROUGH_PLANE].copy()
+    return _generated_vs_real(results, THROUGH_PLANE, "through_plane")
+
+
+def _generated_vs_real(results: pd.DataFrame, kind: str, name: str) -> pd.DataFrame:
+    """Per target sequence the median over cases and sources of the ``kind`` rows of generated
+    and of real volumes (``NAME_generated``, ``NAME_real``) and their ``ratio``."""
+    rows = results[results["kind"] == kind].copy()
     if rows.empty:
         return pd.DataFrame()
     rows["value"] = rows["value"].astype(float)
     medians = rows.groupby(["sequence", "strategy"], sort=False)["value"].median().unstack()
     out = pd.DataFrame({"target": medians.index,
-                        "through_plane_generated": medians.get("generated", np.nan).to_numpy(),
-                        "through_plane_real": medians.get("real", np.nan).to_numpy()})
-    out["ratio"] = out["through_plane_generated"] / out["through_plane_real"]
+                        f"{name}_generated": medians.get("generated", np.nan).to_numpy(),
+                        f"{name}_real": medians.get("real", np.nan).to_numpy()})
+    out["ratio"] = out[f"{name}_generated"] / out[f"{name}_real"]
     return out
 
 
 def grid_table(results: pd.DataFrame) -> pd.DataFrame:
     """Per target sequence: the median over cases and sources of the grid share of generated
     and of real slices, and their ratio (``ratio``; the target is at most 1.5)."""
-    rows = results[results["kind"] == KIND].copy()
-    if rows.empty:
-        return pd.DataFrame()
-    rows["value"] = rows["value"].astype(float)
-    medians = rows.groupby(["sequence", "strategy"], sort=False)["value"].median().unstack()
-    out = pd.DataFrame({"target": medians.index,
-                        "grid_generated": medians.get("generated", np.nan).to_numpy(),
-                        "grid_real": medians.get("real", np.nan).to_numpy()})
-    out["ratio"] = out["grid_generated"] / out["grid_real"]
-    period = rows.groupby("sequence", sort=False)["metric"].first()
-    out["period"] = [str(period.get(t, "")).removeprefix("grid_period_") for t in out["target"]]
+    out = _generated_vs_real(results, KIND, "grid")
+    if not out.empty:
+        rows = results[results["kind"] == KIND]
+        period = rows.groupby("sequence", sort=False)["metric"].first()
+        out["period"] = [str(period.get(t, "")).removeprefix("grid_period_")
+                         for t in out["target"]]
     return out
 
 
