@@ -74,7 +74,8 @@ def test_evaluate_runs_every_registered_metric_unless_named():
 
     every = select_metrics().by_kind()
     # hd95 runs only when asked; the official lesion-wise metrics when their extra is installed
-    official = ["lesion_dice", "lesion_hd95"] if importlib.util.find_spec("brats_evaluation") else []
+    installed = importlib.util.find_spec("brats_evaluation") is not None
+    official = ["lesion_dice", "lesion_hd95"] if installed else []
     assert every == {"segmentation": ["dice", *official, "volume-error"],
                      "image": ["ssim", "psnr", "mae"], "image-set": ["fid", "intensity-gap"]}
     assert "hd95" in select_metrics(hd95=True).by_kind()["segmentation"]
