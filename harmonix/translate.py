@@ -99,15 +99,16 @@ def plan_translations(
 
     ``fills`` make the target sequences that are missing, each from the best present source the
     model knows: the first of ``sources`` (or the registry's priority), or with ``ranking`` (a
-    target sequence -> its sources, best first, e.g. :func:`source_ranking`; default: the
-    ``policy``'s correlations) the first present in the target's own ranking, the others after
-    it. With a ``fused`` :class:`~harmonix.fusion.FillPolicy` a missing sequence gets one
-    translation from every usable source, best first (:func:`make_sequence` fuses them).
+    target sequence -> its sources, best first, e.g. :func:`source_ranking`; default, unless
+    ``sources`` are given: the ``policy``'s correlations) the first present in the target's own
+    ranking, the others after it. With a ``fused`` :class:`~harmonix.fusion.FillPolicy` a
+    missing sequence gets one translation from every usable source, best first
+    (:func:`make_sequence` fuses them).
     ``alignments`` (only with ``align`` and a center other than the target's) translate present
     target sequences into the target domain; ``errors`` maps a sequence that cannot be made to
     the reason.
     """
-    if ranking is None and policy is not None:
+    if ranking is None and policy is not None and not sources:  # --sources orders itself
         ranking = policy.ranking()
     fused = policy is not None and policy.fused
     present = [s for s in present]

@@ -50,7 +50,8 @@ def test_fixed_scenarios_are_the_14_distinct_subsets():
     assert {s.kind for s in scenarios if len(s.missing) == 2} == {"double"}
     assert all(s.missing < set(SEQUENCES) and s.missing for s in scenarios)
     assert [len(fixed_scenarios(kinds=[k])) for k in ("single", "double", "triple")] == [4, 6, 4]
-    assert parse_kinds("all") == ["single", "double", "triple", "random", "cross-center"]
+    assert parse_kinds("all") == ["single", "double", "triple", "random", "brasyn",
+                                  "cross-center"]
     assert parse_kinds("triple,single") == ["single", "triple"]
     with pytest.raises(ValueError, match="quadruple"):
         parse_kinds("quadruple")

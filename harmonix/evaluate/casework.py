@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from harmonix.evaluate.artifacts import KIND as GRID
-from harmonix.evaluate.artifacts import grid_power
+from harmonix.evaluate.artifacts import THROUGH_PLANE, grid_power, through_plane
 from harmonix.evaluate.brasyn import KIND as BRASYN
 from harmonix.evaluate.brasyn import image_rows as brasyn_image_rows
 from harmonix.evaluate.cases import (
@@ -256,6 +256,8 @@ def _lesion_and_grid_rows(run: RunContext, work: _CaseWork, prepared, source: st
         run.ev.add(**base, scenario=GRID, kind=GRID, strategy=strategy,
                    metric=f"grid_period_{period}",
                    value=grid_power(image, prepared.brain_mask, period))
+        run.ev.add(**base, scenario=THROUGH_PLANE, kind=THROUGH_PLANE, strategy=strategy,
+                   metric="through_plane", value=through_plane(image, prepared.brain_mask))
 
 
 def _overlay(work: _CaseWork, ev: Evaluation, filler: GeneratedFiller | None = None

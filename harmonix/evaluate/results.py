@@ -74,7 +74,8 @@ class Evaluation:
 def load_results(out: str | Path) -> pd.DataFrame:
     """``results.csv`` of a report folder (empty strings kept as such)."""
     return pd.read_csv(Path(out) / "results.csv", keep_default_na=False,
-                       dtype={c: str for c in COLUMNS if c != "value"})
+                       dtype={c: str for c in COLUMNS if c != "value"},
+                       float_precision="round_trip")  # the values as written, to the last bit
 
 
 def report_settings(out: str | Path) -> dict[str, Any]:
