@@ -82,28 +82,29 @@ def _scalar(spacing: Spacing) -> float:
     return values[0]
 
 
-class LesionwiseDice(SegmentationMetric):
+class _Lesionwise(SegmentationMetric):
+    """What both lesion-wise metrics share: one evaluator (built on first use)."""
+
+    def __init__(self):
+        self.evaluator = _Evaluator.shared()
+
+
+class LesionwiseDice(_Lesionwise):
     """BraTS lesion-wise Dice per region (``brats-evaluation``); NaN without lesions in either."""
 
     name: ClassVar[str] = "lesion_dice"
     higher_is_better: ClassVar[bool] = True
-
-    def __init__(self):
-        self.evaluator = _Evaluator.shared()
 
     def compute(self, prediction, truth, *, spacing: Spacing = 1.0) -> dict[str, float]:
         scores = self.evaluator.scores(prediction, truth)
         return {region: float(s["sq_dsc"]) for region, s in scores.items()}
 
 
-class LesionwiseHD95(SegmentationMetric):
+class LesionwiseHD95(_Lesionwise):
     """BraTS lesion-wise HD95 in mm per region (``brats-evaluation``; infinite: 373 mm)."""
 
     name: ClassVar[str] = "lesion_hd95"
     higher_is_better: ClassVar[bool] = False
-
-    def __init__(self):
-        self.evaluator = _Evaluator.shared()
 
     def compute(self, prediction, truth, *, spacing: Spacing = 1.0) -> dict[str, float]:
         scale = _scalar(spacing)
