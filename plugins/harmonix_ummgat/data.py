@@ -43,16 +43,12 @@ MIN_LESION_PIXELS = 16
 
 
 def lesion_pools(dataset, by_domain: list[np.ndarray]) -> list[np.ndarray]:
-    """Per domain, its slices with at least :data:`MIN_LESION_PIXELS` lesion pixels; a domain
-    without any keeps its whole pool (the very array, so ``has_lesions`` can tell)."""
-    areas = dataset.lesion_areas() if hasattr(dataset, "lesion_areas") else None
-    if areas is None:
-        return list(by_domain)
-    pools = []
-    for pool in by_domain:
-        with_lesion = pool[areas[pool] >= MIN_LESION_PIXELS]
-        pools.append(with_lesion if len(with_lesion) else pool)
-    return pools
+    """Per domain, its slices with at least :data:`MIN_LESION_PIXELS` lesion pixels (empty for
+    a domain without lesions or a dataset without ``lesion_areas``)."""
+    if not hasattr(dataset, "lesion_areas"):
+        return [pool[:0] for pool in by_domain]
+    areas = dataset.lesion_areas()
+    return [pool[areas[pool] >= MIN_LESION_PIXELS] for pool in by_domain]
 
 
 class BatchSource:
@@ -85,12 +81,6 @@ class BatchSource:
     def counts(self) -> dict[str, int]:
         return {d: int(len(ix)) for d, ix in zip(self.domains, self.by_domain, strict=True)}
 
-    @property
-    def has_lesions(self) -> list[bool]:
-        """Per domain, whether its lesion pool holds slices with a lesion."""
-        return [pool is not whole for pool, whole in zip(self.lesion_pools, self.by_domain,
-                                                         strict=True)]
-
     def _sources(self, domains: torch.Tensor, gen: torch.Generator,
                  pools: list[np.ndarray] | None = None) -> tuple[torch.Tensor, ...]:
         flip = bool(getattr(self.dataset, "flip", False))
@@ -117,7 +107,10 @@ class BatchSource:
         x_ref, x_ref2, _, _ = self.references.sample(y_trg)
         z_trg = torch.randn(size, self.latent_dim, generator=gen)
         z_trg2 = torch.randn(size, self.latent_dim, generator=gen)
-        x_lesion_ref, lesion_ref = self._sources(y_trg, gen, self.lesion_pools)
+        # a domain without lesion slices gives any slice of its own (its lesion terms count 0)
+        pools = [ix if len(ix) else whole for ix, whole in zip(self.lesion_pools, self.by_domain,
+                                                                strict=True)]
+        x_lesion_ref, lesion_ref = self._sources(y_trg, gen, pools)
         return Batch(to_unit(x_real), y_org, (lesion > 0).float(), y_trg, to_unit(x_ref.float()),
                      to_unit(x_ref2.float()), z_trg, z_trg2, to_unit(x_lesion_ref),
                      (lesion_ref > 0).float())
@@ -128,7 +121,7 @@ class BatchSource:
         images, masks, domains = [], [], []
         for k in self.present.tolist():
             pool = self.lesion_pools[k]
-            if not self.has_lesions[k]:
+            if not len(pool):
                 continue
             picks = np.linspace(0, len(pool) - 1, min(per_domain, len(pool))).astype(int)
             for i in np.unique(picks):
