@@ -71,7 +71,7 @@ def make_site(work: Path, cases: int, distinct: int, spacing: float, keep: list[
 
 def make_model(work: Path, size: int, spacing: float, preset: str) -> Path:
     """An untrained UMMGAT (paper defaults, swin ``preset``) saved like a trained run."""
-    from harmonix.checkpoints import save_checkpoint
+    from harmonix.models.checkpoints import save_checkpoint
     from harmonix_ummgat.networks import ModelConfig
     from harmonix_ummgat.recipe import Recipe
     from harmonix_ummgat.solver import Solver
@@ -108,7 +108,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     import harmonix
-    import harmonix.pipeline as hz
+    import harmonix.harmonization.pipeline as hz
 
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench-harmonize-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -21,9 +21,9 @@ import sys
 import time
 from pathlib import Path
 
-from harmonix import checkpoints as ckpt
 from harmonix.evaluate.run import evaluate
 from harmonix.evaluate.targets import headline
+from harmonix.models import checkpoints as ckpt
 
 FIGURES = ("contrast_sign_agrees", "lesion_ssim_wins", "nmi_kept", "grid_ratio_max",
            "fixed_ge_copy", "only_t2_generated", "only_t2_copy", "cross_aligned", "cross_copy",

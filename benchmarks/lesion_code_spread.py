@@ -16,9 +16,9 @@ import json
 import sys
 from pathlib import Path
 
-from harmonix import checkpoints as ckpt
 from harmonix.data.dataset import make_training_data
 from harmonix.data.preprocess import PreprocessConfig
+from harmonix.models import checkpoints as ckpt
 from harmonix_ummgat.data import BatchSource
 from harmonix_ummgat.generator import UMMGATGenerator
 from harmonix_ummgat.lam import lesion_code_spread

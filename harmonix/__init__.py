@@ -28,21 +28,21 @@ __all__ = [
 
 def load_generator(path, device: str = "cpu") -> Generator:
     """Rebuild a trained generator (EMA weights) from a run directory or checkpoint."""
-    from harmonix.checkpoints import load_generator as _load
+    from harmonix.models.checkpoints import load_generator as _load
 
     return _load(path, device=device)
 
 
 def harmonize(*args: Any, **kwargs: Any):
-    """Complete and harmonize a site; see :func:`harmonix.pipeline.harmonize_site`."""
-    from harmonix.pipeline import harmonize_site
+    """Complete and harmonize a site; see :func:`harmonix.harmonization.pipeline.harmonize_site`."""
+    from harmonix.harmonization.pipeline import harmonize_site
 
     return harmonize_site(*args, **kwargs)
 
 
 def fill_case(*args: Any, **kwargs: Any):
     """Fill the missing sequences of one case held in memory (``{sequence: nibabel image}``);
-    see :func:`harmonix.fill.fill_case`."""
-    from harmonix.fill import fill_case as _fill_case
+    see :func:`harmonix.harmonization.fill.fill_case`."""
+    from harmonix.harmonization.fill import fill_case as _fill_case
 
     return _fill_case(*args, **kwargs)

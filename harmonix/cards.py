@@ -5,8 +5,8 @@ translates; a *segmenter* card names its ``segmenter`` plugin and its input ``se
 may record the ``PreprocessConfig`` they were trained with under ``"preprocessing"``; cards
 written before the key was unified say ``"preprocess"`` and are read the same.
 
-:func:`load_card` is the one reader (``harmonix.checkpoints.read_card`` finds the file of a run
-or checkpoint folder first). A missing or mistyped field is a
+:func:`load_card` is the one reader (``harmonix.models.checkpoints.read_card`` finds the file of a
+run or checkpoint folder first). A missing or mistyped field is a
 :class:`~harmonix.errors.CheckpointError` naming the card file and the field.
 
 Cards travel (``harmonix models export``), so they hold no absolute local path: a card writer

@@ -41,7 +41,7 @@ from harmonix.evaluate.results import load_results
 from harmonix.evaluate.run import evaluate
 from harmonix.evaluate.segmentation import train_segmenter
 from harmonix.evaluate.targets import SUMMARY_FILE
-from harmonix.pipeline import harmonize_site
+from harmonix.harmonization.pipeline import harmonize_site
 from harmonix.plugins import build_trainer
 
 #: training iterations of the ``validate`` profile. The ablations (docs/validation.md) improved

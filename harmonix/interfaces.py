@@ -247,8 +247,8 @@ class Trainer(ABC):
     ``spacing``, ``iters``, ``backbone``, ...; a trainer uses those that apply). The run folder
     (or its ``checkpoints/iter_N/``) must hold a generator ``model_card.json`` of
     :mod:`harmonix.cards`'s schema whose ``"trainer"`` is :attr:`name`:
-    :func:`harmonix.checkpoints.load_generator` reads it and calls :meth:`load_generator` of that
-    trainer. Its ``"image_size"`` and ``"preprocessing"`` tell harmonize and evaluate how to
+    :func:`harmonix.models.checkpoints.load_generator` reads it and calls :meth:`load_generator` of
+    that trainer. Its ``"image_size"`` and ``"preprocessing"`` tell harmonize and evaluate how to
     preprocess cases for the generator.
     """
 

@@ -465,7 +465,7 @@ def test_sigkill_mid_case_then_rerun(built, tmp_path):
     args = ["harmonize", site, "--model", run, "--out", out, "--target", "brats"]
     main = "from harmonix.cli import main; main()"
     # the killed run translates slowly, so that the kill lands inside a case
-    slow = ("import time, harmonix.translate as h; f = h.translate_volume; "
+    slow = ("import time, harmonix.harmonization.translate as h; f = h.translate_volume; "
             "h.translate_volume = lambda *a, **k: (time.sleep(1.0), f(*a, **k))[1]; ")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen([str(c) for c in [sys.executable, "-c", slow + main, *args]],

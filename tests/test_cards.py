@@ -10,10 +10,11 @@ import pytest
 import torch
 
 import harmonix
-from harmonix import cards, checkpoints
+from harmonix import cards
 from harmonix.data.preprocess import PreprocessConfig
 from harmonix.errors import CheckpointError
 from harmonix.evaluate.segmentation import load_segmenter, segmenter_preprocess
+from harmonix.models import checkpoints
 from harmonix.plugins import get_segmenter
 
 ROOT = Path(__file__).parents[1]
@@ -129,7 +130,7 @@ def test_cli_reports_a_bad_card_and_a_model_file_in_one_line(tmp_path, cli):
 def test_there_is_one_card_reader_and_one_card_file_constant():
     sources = {p: p.read_text() for d in ("harmonix", "plugins") for p in (ROOT / d).rglob("*.py")}
     readers = [p for p, s in sources.items() if re.search(r"^def read_card\b", s, re.M)]
-    assert readers == [ROOT / "harmonix" / "checkpoints.py"]
+    assert readers == [ROOT / "harmonix" / "models" / "checkpoints.py"]
     constants = [p for p, s in sources.items() if re.search(r'^\w+ = "model_card.json"', s, re.M)]
     assert constants == [ROOT / "harmonix" / "cards.py"]
     writes_old_key = [p for p, s in sources.items() if re.search(r'"preprocess":', s)

@@ -82,10 +82,11 @@ def site(built, tmp_path) -> Path:
 
 @pytest.fixture
 def fake_model(monkeypatch):
-    import harmonix.pipeline
+    import harmonix.harmonization.pipeline
 
     generator = InvertingGenerator()
-    monkeypatch.setattr(harmonix.pipeline, "as_generator", lambda model, device="cpu": generator)
+    monkeypatch.setattr(harmonix.harmonization.pipeline,
+                        "as_generator", lambda model, device="cpu": generator)
     return generator
 
 

@@ -15,11 +15,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harmonix.checkpoints import latest_checkpoint
 from harmonix.data.site import read_site
 from harmonix.demo import PROFILES, run_demo
 from harmonix.evaluate.fidelity import BASELINES, METRICS, VERDICT
 from harmonix.evaluate.targets import SUMMARY_COLUMNS
+from harmonix.models.checkpoints import latest_checkpoint
 
 #: what the smoke profile sizes; everything else (training options, scenarios) is validate's
 SIZES = ("spacing", "size", "depth", "train_cases", "local_cases", "test_cases",

@@ -33,7 +33,7 @@ from harmonix.evaluate.strategies import (
     sequence_correlations,
 )
 from harmonix.evaluate.targets import headline
-from harmonix.fusion import FillPolicy
+from harmonix.harmonization.fusion import FillPolicy
 from harmonix.interfaces import Generator
 from harmonix.registry import load_registry
 
@@ -169,7 +169,7 @@ def test_a_fused_filler_averages_every_present_source_with_the_policy_weights():
 
 
 def test_correlated_sources_fill_each_sequence_from_its_most_similar_present_one():
-    from harmonix.translate import source_ranking
+    from harmonix.harmonization.translate import source_ranking
 
     r = pd.DataFrame([[1.0, 0.9, 0.2, 0.3], [0.9, 1.0, 0.1, 0.4], [0.2, 0.1, 1.0, 0.8],
                       [0.3, 0.4, 0.8, 1.0]], index=SEQUENCES, columns=SEQUENCES)
@@ -226,8 +226,8 @@ def test_evaluate_end_to_end_writes_the_numbers_it_computed(world, monkeypatch):
     from harmonix import load_generator
     from harmonix.evaluate.run import evaluate, load_results
     from harmonix.evaluate.segmentation import load_segmenter
+    from harmonix.harmonization.translate import fill_missing
     from harmonix.plugins import build_metric
-    from harmonix.translate import fill_missing
 
     monkeypatch.setitem(sys.modules, "umap", None)  # umap-learn is optional: skipped with a note
     out = world.root / "report"

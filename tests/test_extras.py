@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harmonix import checkpoints as ckpt
 from harmonix.extras import MissingExtraError
+from harmonix.models import checkpoints as ckpt
 
 SPACING, SIZE = 6.0, 32
 

@@ -14,7 +14,7 @@ import torch
 from tiny_runs import train_tiny_run
 
 import harmonix
-from harmonix.fusion import FillPolicy
+from harmonix.harmonization.fusion import FillPolicy
 from harmonix.interfaces import Generator
 
 SPACING, SIZE = 6.0, 32
@@ -77,7 +77,7 @@ def test_fill_case_equals_harmonize_on_the_same_case(built, intensity, dtype):
 
 
 def test_fill_case_takes_an_installed_model_name(built, tmp_path, monkeypatch):
-    from harmonix.packages import export_model, install_model
+    from harmonix.models.packages import export_model, install_model
 
     root, run, case, _ = built
     monkeypatch.setenv("HARMONIX_MODELS", str(tmp_path / "models"))
@@ -143,7 +143,7 @@ def test_same_sequence_twice_and_unmakeable_sequence(built):
                                                           "brats/t2")))
 
 
-# -- fill policy: one source or every present source, fused (harmonix.fusion) ----------------------
+# -- fill policy: one source or every present source, fused (harmonix.harmonization.fusion) --
 def test_the_trainer_records_its_fill_policy_with_the_correlations(built):
     _, run, _, _ = built
     card = json.loads(next(Path(run).glob("checkpoints/*/model_card.json")).read_text())
@@ -169,10 +169,10 @@ def test_fused_with_one_present_source_equals_the_single_source_output(built):
 def test_harmonize_fill_case_and_evaluate_fill_identical_voxels(built, fill):
     """One case, the card's policy (single) or fused: harmonize's file, fill_case's image and
     the evaluation's filler (on the preprocessed grid, restored) hold the same voxels."""
-    from harmonix.checkpoints import load_generator
     from harmonix.data.preprocess import preprocess_case, restore
     from harmonix.evaluate.strategies import GeneratedFiller
-    from harmonix.translate import preprocess_config_from_card, resolve_target
+    from harmonix.harmonization.translate import preprocess_config_from_card, resolve_target
+    from harmonix.models.checkpoints import load_generator
 
     root, run, case, _ = built
     out = root / f"identical-{fill}"

@@ -16,10 +16,10 @@ import pytest
 import torch
 
 from harmonix.data.preprocess import PreprocessConfig, preprocess_case
+from harmonix.harmonization.outputs import CASE_RECORD, STAGING_MARKER, card_hash, read_manifest
+from harmonix.harmonization.pipeline import harmonize_site
+from harmonix.harmonization.translate import fill_missing, plan_translations, resolve_target
 from harmonix.interfaces import Generator
-from harmonix.outputs import CASE_RECORD, STAGING_MARKER, card_hash, read_manifest
-from harmonix.pipeline import harmonize_site
-from harmonix.translate import fill_missing, plan_translations, resolve_target
 
 SEQUENCES = ("t1", "t1ce", "t2", "flair")
 CONFIG = PreprocessConfig(spacing=4.0, crop_shape=(48, 48, 40))
@@ -103,10 +103,11 @@ def site(built_in, tmp_path) -> Path:
 @pytest.fixture
 def fake_model(monkeypatch):
     """The pipeline's ``as_generator`` returns an :class:`InvertingGenerator` (for the CLI)."""
-    import harmonix.pipeline
+    import harmonix.harmonization.pipeline
 
     generator = InvertingGenerator()
-    monkeypatch.setattr(harmonix.pipeline, "as_generator", lambda model, device="cpu": generator)
+    monkeypatch.setattr(harmonix.harmonization.pipeline,
+                        "as_generator", lambda model, device="cpu": generator)
     return generator
 
 
@@ -438,7 +439,7 @@ def test_cli_sources_and_summary(site, tmp_path, cli, fake_model):
 # -- a real (tiny, untrained) UMMGAT checkpoint ----------------------------------------------------
 def save_tiny_ummgat(run_dir: Path) -> Path:
     """An untrained tiny UMMGAT saved the way the ummgat trainer saves its checkpoints."""
-    from harmonix.checkpoints import save_checkpoint
+    from harmonix.models.checkpoints import save_checkpoint
     from harmonix_ummgat.networks import ModelConfig
     from harmonix_ummgat.recipe import Recipe
     from harmonix_ummgat.solver import Solver

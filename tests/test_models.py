@@ -24,11 +24,11 @@ from packaging.requirements import Requirement
 from tiny_runs import cli_ok, train_tiny_run
 
 from harmonix.cards import local_paths, portable_card, portable_path
-from harmonix.checkpoints import MODEL_FILE, resolve_checkpoint
 from harmonix.errors import CheckpointError
-from harmonix.model_card import LIMITATIONS
-from harmonix.models import MODELS_ENV, models_dir
-from harmonix.packages import README_FILE, SUMS_FILE
+from harmonix.models.checkpoints import MODEL_FILE, resolve_checkpoint
+from harmonix.models.installed import MODELS_ENV, models_dir
+from harmonix.models.model_card import LIMITATIONS
+from harmonix.models.packages import README_FILE, SUMS_FILE
 
 ROOT = Path(__file__).parents[1]
 SPACING, SIZE = 6.0, 32
@@ -177,7 +177,7 @@ def test_name_lookup_in_resolve_checkpoint(built, home, tmp_path, monkeypatch, c
 # -- refusing archives -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def package(built, tmp_path_factory) -> Path:
-    from harmonix.packages import export_model
+    from harmonix.models.packages import export_model
 
     return export_model(built[2], tmp_path_factory.mktemp("pkg") / "good.zip").archive
 

@@ -15,15 +15,15 @@ import numpy as np
 import pytest
 import torch
 
-from harmonix.bids import DATASET_DIR
-from harmonix.case_files import brain_on_input_grid
 from harmonix.data.load import load_case
 from harmonix.data.preprocess import PreprocessConfig, preprocess_case
 from harmonix.data.site import read_site
 from harmonix.errors import InputError
+from harmonix.harmonization.bids import DATASET_DIR
+from harmonix.harmonization.case_files import brain_on_input_grid
+from harmonix.harmonization.outputs import CASE_RECORD, read_manifest
+from harmonix.harmonization.pipeline import harmonize_site
 from harmonix.interfaces import Generator
-from harmonix.outputs import CASE_RECORD, read_manifest
-from harmonix.pipeline import harmonize_site
 
 CONFIG = PreprocessConfig(spacing=4.0, crop_shape=(48, 48, 40))
 BRATS = tuple(f"brats/{s}" for s in ("t1", "t1ce", "t2", "flair"))
@@ -315,10 +315,11 @@ def test_merge_aligned_gives_one_harmonized_site(built_in, tmp_path):
 
 
 def test_cli_layout_intensity_and_merge_options(built_in, tmp_path, cli, monkeypatch):
-    import harmonix.pipeline
+    import harmonix.harmonization.pipeline
 
     generator = IdentityGenerator(domains=(*BRATS, *LOCAL))
-    monkeypatch.setattr(harmonix.pipeline, "as_generator", lambda model, device="cpu": generator)
+    monkeypatch.setattr(harmonix.harmonization.pipeline,
+                        "as_generator", lambda model, device="cpu": generator)
     site = tmp_path / "local"
     shutil.copytree(built_in / "local", site)
     case_id = cases(site)[0].name

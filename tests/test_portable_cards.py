@@ -12,9 +12,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from harmonix import checkpoints as ckpt
 from harmonix.cards import CARD_FILE, local_paths
 from harmonix.errors import CheckpointError, InputError
+from harmonix.models import checkpoints as ckpt
 
 SPACING, SIZE = 6.0, 32
 
@@ -33,10 +33,10 @@ def _train(run, **options):
 def trained(tmp_path_factory):
     """A 3-case site at 6 mm, a 1-iteration UMMGAT run on it and a 1-iteration unet2d with the
     run's preprocessing."""
-    from harmonix.checkpoints import load_generator
     from harmonix.data.synth import synthesize_site
     from harmonix.evaluate.segmentation import train_segmenter
-    from harmonix.translate import preprocess_config_from_card
+    from harmonix.harmonization.translate import preprocess_config_from_card
+    from harmonix.models.checkpoints import load_generator
 
     root = tmp_path_factory.mktemp("portable")
     site = synthesize_site(root / "brats", 3, center="brats", spacing=SPACING, workers=1)
@@ -87,7 +87,7 @@ def test_no_card_names_a_local_folder(trained):
 def test_exported_package_carries_no_run_file(trained, tmp_path):
     import zipfile
 
-    from harmonix.packages import export_model
+    from harmonix.models.packages import export_model
 
     archive = export_model(trained.run, tmp_path / "gen.zip").archive
     with zipfile.ZipFile(archive) as zf:
@@ -128,6 +128,7 @@ def test_runs_made_before_run_json_resume_from_the_card(trained, tmp_path):
 
 def test_overlap_is_found_from_the_record_after_the_site_has_gone(trained, tmp_path,
                                                                   monkeypatch):
+    from harmonix.data.fingerprint import case_record
     from harmonix.data.site import read_site
     from harmonix.evaluate.provenance import (
         OverlapError,
@@ -136,7 +137,6 @@ def test_overlap_is_found_from_the_record_after_the_site_has_gone(trained, tmp_p
         segmenter_record,
     )
     from harmonix.evaluate.run import evaluate
-    from harmonix.fingerprint import case_record
 
     moved = tmp_path / "moved"
     shutil.copytree(trained.site, moved)  # the training site, under another name ...
@@ -172,8 +172,8 @@ def test_overlap_is_found_from_the_record_after_the_site_has_gone(trained, tmp_p
 
 def test_evaluation_json_names_models_not_local_folders(trained, tmp_path, monkeypatch):
     from harmonix.evaluate.run import _describe, evaluate
-    from harmonix.models import MODELS_ENV
-    from harmonix.packages import export_model, install_model
+    from harmonix.models.installed import MODELS_ENV
+    from harmonix.models.packages import export_model, install_model
 
     monkeypatch.setenv(MODELS_ENV, str(tmp_path / "models"))
     install_model(export_model(trained.run, tmp_path / "gen-a.zip").archive)

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from test_harmonize import InvertingGenerator, case_dirs, drop, manifest_rows, no_leftovers
 
-from harmonix.outputs import STAGING_MARKER, mark_staging, read_manifest, remove_stale
-from harmonix.pipeline import harmonize_site
-from harmonix.shards import Shard, merge_manifest
+from harmonix.harmonization.outputs import STAGING_MARKER, mark_staging, read_manifest, remove_stale
+from harmonix.harmonization.pipeline import harmonize_site
+from harmonix.harmonization.shards import Shard, merge_manifest
 
 N_CASES = 5
 
@@ -42,10 +42,11 @@ def unsharded(five, tmp_path_factory) -> str:
 
 @pytest.fixture
 def fake_model(monkeypatch):
-    import harmonix.pipeline
+    import harmonix.harmonization.pipeline
 
     generator = InvertingGenerator()
-    monkeypatch.setattr(harmonix.pipeline, "as_generator", lambda model, device="cpu": generator)
+    monkeypatch.setattr(harmonix.harmonization.pipeline,
+                        "as_generator", lambda model, device="cpu": generator)
     return generator
 
 

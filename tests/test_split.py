@@ -9,11 +9,11 @@ import shutil
 
 import pytest
 
+from harmonix.data.fingerprint import content_hash, find_overlap, ids_only_record, training_record
 from harmonix.data.site import read_site
 from harmonix.data.split import count_test_cases, plan_split, split_of, split_site
 from harmonix.data.synth import synthesize_site
 from harmonix.errors import InputError
-from harmonix.fingerprint import content_hash, find_overlap, ids_only_record, training_record
 
 
 @pytest.fixture(scope="module")

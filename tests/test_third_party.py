@@ -134,7 +134,7 @@ def test_segmenter_trains_and_evaluates_through_the_cli(sites, tmp_path, cli):
 
 
 def test_trainer_and_generator_work_through_the_interface_alone(sites, tmp_path, cli):
-    from harmonix.checkpoints import load_generator
+    from harmonix.models.checkpoints import load_generator
 
     run = tmp_path / "moments"
     result = cli("train", "--trainer", "moments", "--data", sites.train, "--out", run,

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 import harmonix
-from harmonix import checkpoints as ckpt
 from harmonix.errors import CheckpointError
+from harmonix.models import checkpoints as ckpt
 from harmonix.registry import make_domain
 from harmonix_ummgat import losses as L
 from harmonix_ummgat.generator import UMMGATGenerator

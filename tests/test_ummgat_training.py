@@ -16,13 +16,13 @@ import torch.multiprocessing as mp
 
 import harmonix
 import harmonix.errors
-from harmonix import checkpoints as ckpt
 from harmonix.data.cache import SliceCache
 from harmonix.data.dataset import SliceDataset, make_training_data
 from harmonix.data.preprocess import PreprocessConfig, preprocess_case
 from harmonix.data.site import read_site
 from harmonix.data.synth import synthesize_site
 from harmonix.errors import InputError
+from harmonix.models import checkpoints as ckpt
 from harmonix.plugins import build_trainer
 from harmonix_ummgat.networks import ModelConfig
 

@@ -22,13 +22,13 @@ from harmonix.cli.app import (
     fail,
     json_option,
 )
-from harmonix.coverage import MIN_COVERAGE
 from harmonix.errors import HarmonixError
-from harmonix.fusion import POLICIES
-from harmonix.intensity import INTENSITY_MODES
-from harmonix.outputs import OUTPUT_LAYOUTS
-from harmonix.pipeline import harmonize_site
-from harmonix.shards import Shard
+from harmonix.harmonization.coverage import MIN_COVERAGE
+from harmonix.harmonization.fusion import POLICIES
+from harmonix.harmonization.intensity import INTENSITY_MODES
+from harmonix.harmonization.outputs import OUTPUT_LAYOUTS
+from harmonix.harmonization.pipeline import harmonize_site
+from harmonix.harmonization.shards import Shard
 
 Intensity = Enum("Intensity", {m: m for m in INTENSITY_MODES}, type=str)
 Layout = Enum("Layout", {m: m for m in OUTPUT_LAYOUTS}, type=str)

@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 
 from harmonix.cli.app import app, conclude, err_console
-from harmonix.shards import merge_manifest
+from harmonix.harmonization.shards import merge_manifest
 
 manifest_app = typer.Typer(
     help="Work with the manifest of a harmonized site (OUT/manifest.csv).",

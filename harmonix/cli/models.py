@@ -10,8 +10,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from harmonix.cli.app import app, conclude, console, emit_json, json_option
-from harmonix.models import models_dir
-from harmonix.packages import export_model, install_model, list_models
+from harmonix.models.installed import models_dir
+from harmonix.models.packages import export_model, install_model, list_models
 
 models_app = typer.Typer(
     help="Package a trained model, install a package, list installed models. An installed "

@@ -10,7 +10,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from harmonix.cards import CARD_FILE
-from harmonix.checkpoints import load_generator, read_card
 from harmonix.cli.app import (
     QUIET,
     app,
@@ -26,8 +25,9 @@ from harmonix.cli.app import (
 )
 from harmonix.data.site import read_site
 from harmonix.errors import HarmonixError
+from harmonix.harmonization.translate import preprocess_config_from_card
+from harmonix.models.checkpoints import load_generator, read_card
 from harmonix.progress import progress_task
-from harmonix.translate import preprocess_config_from_card
 
 segment_app = typer.Typer(
     help="Train a tumour segmenter on complete cases and segment sites with it.",

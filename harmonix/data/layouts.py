@@ -2,10 +2,10 @@
 
 A case's file is ``CASE{separator}{token}.nii.gz``: BraTS 2019 and 2021 ``CASE_t1ce``, BraTS 2023
 ``CASE-t1c``, UCSF-PDGM ``CASE_T1c``, BIDS ``sub-X[_ses-Y]_ce-gadolinium_T1w`` (``CASE`` is then
-the case's BIDS prefix, see :mod:`harmonix.bids`; a ``desc-`` entity marks derived files). The
-site reader (:mod:`harmonix.data.site`), the built-in data (:mod:`harmonix.data.synth`),
-harmonize's outputs (:mod:`harmonix.outputs`) and the evaluation all name files through
-:class:`Naming`; sequence aliases for reading live in ``registry.yaml``.
+the case's BIDS prefix, see :mod:`harmonix.harmonization.bids`; a ``desc-`` entity marks derived
+files). The site reader (:mod:`harmonix.data.site`), the built-in data (:mod:`harmonix.data.synth`),
+harmonize's outputs (:mod:`harmonix.harmonization.outputs`) and the evaluation all name files
+through :class:`Naming`; sequence aliases for reading live in ``registry.yaml``.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@
   original (default) or a copy (``copy=True``); each with a ``harmonix-site.json`` naming the
   source site's center, layout and label convention, so both read as ``SITE`` does;
 * ``OUT/split.json``: the source, the settings, the case ids of each part and the content hash
-  of every file (:mod:`harmonix.fingerprint`).
+  of every file (:mod:`harmonix.data.fingerprint`).
 
 The input site is only read. ``OUT`` must not exist, be empty, or hold a split this function
 wrote with the same settings (then nothing is redone, so a re-run resumes); anything else is
@@ -26,10 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from harmonix.data.fingerprint import case_record
 from harmonix.data.layouts import SITE_FILE
 from harmonix.data.site import read_site
 from harmonix.errors import InputError
-from harmonix.fingerprint import case_record
 from harmonix.io import atomic_write_json
 from harmonix.version import __version__
 

@@ -21,7 +21,7 @@ from harmonix.progress import progress_task
 
 # -- cross-center ----------------------------------------------------------------------------------
 def cross_center(run: RunContext, site_dir) -> None:
-    from harmonix.translate import fill_missing, source_domain, translate_volume
+    from harmonix.harmonization.translate import fill_missing, source_domain, translate_volume
 
     ev, filler, target = run.ev, run.fillers.get(MAIN), run.target
     if site_dir is None:

@@ -2,7 +2,7 @@
 the copy strategy's mapping come from (never from the test cases).
 
 * :func:`check_overlap`: the test cases (ids and content hashes of their input files,
-  :mod:`harmonix.fingerprint`) against the training data recorded in the segmenter's and the
+  :mod:`harmonix.data.fingerprint`) against the training data recorded in the segmenter's and the
   generator's model cards; :class:`OverlapError` on overlap unless it is allowed.
 * :func:`describe_split`: the ``harmonix split`` record of the test site, if it is one.
 * :func:`copy_mapping`: the copy strategy's table: correlations measured on sites given
@@ -20,20 +20,20 @@ from typing import Any
 import pandas as pd
 
 from harmonix.cards import portable_path
-from harmonix.evaluate.segmentation import prepare_site
-from harmonix.evaluate.strategies import (
-    CORRELATIONS_KEY,
-    MAX_CORRELATION_CASES,
-    correlations_from_record,
-    sequence_correlations,
-)
-from harmonix.fingerprint import (
+from harmonix.data.fingerprint import (
     RECORD_KEY,
     Overlap,
     case_record,
     find_overlap,
     ids_only_record,
     training_record,
+)
+from harmonix.evaluate.segmentation import prepare_site
+from harmonix.evaluate.strategies import (
+    CORRELATIONS_KEY,
+    MAX_CORRELATION_CASES,
+    correlations_from_record,
+    sequence_correlations,
 )
 
 #: The fixed fallback: each sequence's clinical partner first (T1 with T1ce, T2 with FLAIR), then

@@ -44,7 +44,6 @@ from pathlib import Path
 from typing import Any
 
 from harmonix.cards import portable_path
-from harmonix.checkpoints import as_generator
 from harmonix.evaluate.brasyn import KIND as BRASYN
 from harmonix.evaluate.brasyn import drops as brasyn_drops
 from harmonix.evaluate.casework import run_cases
@@ -89,12 +88,18 @@ from harmonix.evaluate.strategies import (
     parse_strategies,
 )
 from harmonix.evaluate.targets import write_summary
-from harmonix.fusion import FillPolicy
+from harmonix.harmonization.fusion import FillPolicy
+from harmonix.harmonization.translate import (
+    check_grid,
+    load_references,
+    resolve_target,
+    source_ranking,
+)
 from harmonix.interfaces import Generator, Segmenter
-from harmonix.models import installed_model
+from harmonix.models.checkpoints import as_generator
+from harmonix.models.installed import installed_model
 from harmonix.progress import progress_task
 from harmonix.registry import load_registry
-from harmonix.translate import check_grid, load_references, resolve_target, source_ranking
 
 #: ``sources`` value: each missing sequence from the present one most correlated with it
 CORRELATED = "correlated"
@@ -146,7 +151,8 @@ def evaluate(
     per missing sequence the present one most correlated with it on the training cases, the
     copy mapping's table), and a site of real target-domain cases whose style guides the
     generator instead of the mapper's latent codes. ``fill`` (``single`` or ``fused``)
-    overrides the generator card's fill policy (:mod:`harmonix.fusion`), as harmonize's does.
+    overrides the generator card's fill policy (:mod:`harmonix.harmonization.fusion`), as
+    harmonize's does.
     """
     began = time.perf_counter()
     correlated = sources == CORRELATED
@@ -301,8 +307,8 @@ def _settings(run: RunContext, inputs: dict[str, Any], kinds, test: PreparedSite
 # -- provenance: overlap, split, copy mapping ------------------------------------------------------
 def _cross_records(site_dir, max_cases: int | None) -> list[dict[str, Any]]:
     """Records of the cross-center cases :func:`_cross_center` will use."""
+    from harmonix.data.fingerprint import case_record
     from harmonix.data.site import read_site
-    from harmonix.fingerprint import case_record
 
     site = read_site(site_dir, check_voxels=False)
     usable = [c for c in site.cases if c.ok and "t2" in c.sequences][:max_cases]

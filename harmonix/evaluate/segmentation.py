@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from harmonix.cards import CARD_FILE, portable_path, preprocessing_of
-from harmonix.checkpoints import read_card, resolve_checkpoint
+from harmonix.data.fingerprint import RECORD_KEY, RECORD_VERSION, case_record
 from harmonix.data.layouts import naming_for_labels
 from harmonix.errors import CheckpointError, InputError
 from harmonix.evaluate.strategies import (
@@ -26,9 +26,9 @@ from harmonix.evaluate.strategies import (
     correlations_record,
     sequence_correlations,
 )
-from harmonix.fingerprint import RECORD_KEY, RECORD_VERSION, case_record
 from harmonix.interfaces import Segmenter
 from harmonix.io import atomic_write_json, atomic_write_nifti
+from harmonix.models.checkpoints import read_card, resolve_checkpoint
 
 DEFAULT_FIELD_OF_VIEW = (176, 176, 155)  # mm, harmonix's 1 mm crop
 
@@ -142,7 +142,7 @@ def train_segmenter(
     ``preprocess`` defaults to 1 mm (:func:`default_preprocess`); on ``resume`` the card's is
     used. The card records, under ``training``, the site folders' names (``data``; cards hold
     no local path), each training case's id and input-file content hashes (``data_record``,
-    :mod:`harmonix.fingerprint`) and the sequences' correlations on the training cases
+    :mod:`harmonix.data.fingerprint`) and the sequences' correlations on the training cases
     (``copy_correlations``): ``harmonix evaluate`` refuses test cases found in the record and
     learns the copy mapping from them.
     """

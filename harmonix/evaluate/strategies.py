@@ -5,8 +5,8 @@
   Correlations are Pearson's r between two sequences' voxels inside a case's brain mask,
   averaged over *training* cases (:func:`sequence_correlations`), or the fixed clinical
   mapping (:mod:`harmonix.evaluate.provenance`); never measured on the test cases;
-* **generated**: harmonix fills them (:func:`harmonix.translate.fill_missing`, the source
-  chosen by ``defaults.source_priority`` or the given ``sources`` as ``harmonix harmonize``
+* **generated**: harmonix fills them (:func:`harmonix.harmonization.translate.fill_missing`, the
+  source chosen by ``defaults.source_priority`` or the given ``sources`` as ``harmonix harmonize``
   does; latent-guided, or reference-guided by real target-domain ``references``), each (case,
   sequence, source, source volume) generated once and reused by every scenario that needs it
   (:class:`GeneratedFiller`).
@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from harmonix.fusion import FillPolicy
+from harmonix.harmonization.fusion import FillPolicy
 from harmonix.interfaces import Generator
 from harmonix.registry import Target
 
@@ -113,9 +113,9 @@ class GeneratedFiller:
     ``sequences``); ``center`` is the cases' center (their source domains); ``sources`` orders
     the present sequences tried as a source (default: the registry's ``source_priority``);
     ``references`` maps a target sequence to real target-domain volumes on the model's grid
-    (:func:`harmonix.translate.load_references`): reference-guided filling instead of the
-    mapper's latent codes; ``policy`` (default: the generator card's) chooses one source or
-    fuses all (:mod:`harmonix.fusion`).
+    (:func:`harmonix.harmonization.translate.load_references`): reference-guided filling instead of
+    the mapper's latent codes; ``policy`` (default: the generator card's) chooses one source or
+    fuses all (:mod:`harmonix.harmonization.fusion`).
     """
 
     def __init__(
@@ -152,7 +152,7 @@ class GeneratedFiller:
     def plan(self, present: Sequence[str]) -> dict[str, list[str]]:
         """``{missing sequence: its sources}`` as ``fill_missing`` would choose (one source, or
         every usable one, best first, when the policy fuses)."""
-        from harmonix.translate import by_sequence, plan_translations
+        from harmonix.harmonization.translate import by_sequence, plan_translations
 
         fills, _, errors = plan_translations(
             present, self.target, self.generator.domains, center=self.center,
@@ -166,7 +166,7 @@ class GeneratedFiller:
         """``sequence`` generated from ``source`` of ``prepared`` (cached by the content of the
         source volume and brain mask: preparations from other present sets share it only when
         they are identical)."""
-        from harmonix.translate import fill_missing
+        from harmonix.harmonization.translate import fill_missing
 
         key = (prepared.case_id, sequence, source, _digest(prepared.volumes[source],
                                                            prepared.brain_mask))
@@ -182,8 +182,8 @@ class GeneratedFiller:
 
     def made(self, prepared, sequence: str, sources: Sequence[str]) -> np.ndarray:
         """``sequence`` from ``sources`` of ``prepared``: one source's volume, or every source's
-        fused with the policy's weights (:func:`harmonix.fusion.fuse`)."""
-        from harmonix.fusion import fuse
+        fused with the policy's weights (:func:`harmonix.harmonization.fusion.fuse`)."""
+        from harmonix.harmonization.fusion import fuse
 
         volumes = [self.volume(prepared, sequence, s) for s in sources]
         return fuse(volumes, self.policy.weights(sequence, list(sources)))[0]
@@ -191,7 +191,7 @@ class GeneratedFiller:
     def slices(self, prepared, sequence: str, source: str, ks: Sequence[int]) -> np.ndarray:
         """Only axial slices ``ks`` of ``sequence`` generated from ``source``, ``(len(ks), X, Y)``
         (what FID needs; not cached)."""
-        from harmonix.translate import fill_missing
+        from harmonix.harmonization.translate import fill_missing
 
         mask = np.zeros_like(prepared.brain_mask)
         mask[:, :, ks] = prepared.brain_mask[:, :, ks]

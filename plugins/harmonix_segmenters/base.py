@@ -25,10 +25,10 @@ from safetensors.torch import load_file
 from torch import nn
 
 from harmonix.cards import CARD_FILE
-from harmonix.checkpoints import read_card, save_weights
 from harmonix.errors import CheckpointError
 from harmonix.interfaces import Segmenter
 from harmonix.io import atomic_write_json, atomic_write_with
+from harmonix.models.checkpoints import read_card, save_weights
 from harmonix.progress import progress_task
 
 WEIGHTS_NAME = "model.safetensors"

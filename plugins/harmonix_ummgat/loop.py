@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from harmonix import checkpoints as ckpt
 from harmonix.extras import MissingExtraError, require
+from harmonix.models import checkpoints as ckpt
 from harmonix.progress import progress_task
 from harmonix_ummgat.data import BatchSource, iteration_seed, seed_everything
 from harmonix_ummgat.generator import UMMGATGenerator

@@ -5,7 +5,7 @@ call asks for is a :class:`harmonix_ummgat.settings.TrainRequest`.
 
 The model card travels (``harmonix models export``), so it names the training sites by folder
 name only and records their cases by content (``data.data_record``: ids and file hashes,
-:func:`harmonix.fingerprint.training_record`), which ``harmonix evaluate`` checks test cases
+:func:`harmonix.data.fingerprint.training_record`), which ``harmonix evaluate`` checks test cases
 against. The absolute site folders, which ``--resume`` without ``--data`` reads back, stay in the
 run-local ``RUN/run.json`` (:data:`RUN_FILE`), which is never exported.
 """
@@ -26,13 +26,19 @@ from typing import Any
 import torch
 
 import harmonix
-from harmonix import checkpoints as ckpt
 from harmonix.cards import portable_path
+from harmonix.data.fingerprint import RECORD_KEY, RECORD_VERSION, training_record
 from harmonix.errors import CheckpointError, InputError
-from harmonix.fingerprint import RECORD_KEY, RECORD_VERSION, training_record
-from harmonix.fusion import DEFAULT_POLICY, FILL_KEY, MAX_CASES, FillPolicy, measure_correlations
+from harmonix.harmonization.fusion import (
+    DEFAULT_POLICY,
+    FILL_KEY,
+    MAX_CASES,
+    FillPolicy,
+    measure_correlations,
+)
 from harmonix.interfaces import Trainer
 from harmonix.io import atomic_write_json
+from harmonix.models import checkpoints as ckpt
 from harmonix_ummgat.data import BatchSource, indices_by_domain
 from harmonix_ummgat.generator import UMMGATGenerator
 from harmonix_ummgat.loop import Loop
@@ -46,7 +52,7 @@ TRAINER_NAME = "ummgat"
 #: ``callback(iteration_done, losses, solver)``; raising stops training (tests use it to "kill").
 Callback = Callable[[int, dict[str, torch.Tensor], Solver], None]
 
-#: The temporary folder ``harmonix.checkpoints.save_checkpoint`` writes before renaming it.
+#: The temporary folder ``harmonix.models.checkpoints.save_checkpoint`` writes before renaming it.
 _TMP_CHECKPOINT = re.compile(r"\.tmp-iter_\d+-(\d+)")
 #: Run-local facts that must not travel in the card: ``{"sites": [absolute folders]}``.
 RUN_FILE = "run.json"
@@ -337,9 +343,9 @@ def _card(config: ModelConfig, recipe: Recipe, settings: RunSettings, prep, seed
 
 
 def fill_record(dataset) -> dict[str, Any]:
-    """The card's fill policy (:mod:`harmonix.fusion`): the default policy and the sequences'
-    correlation table measured on up to ``MAX_CASES`` cached training cases with two or more
-    sequences (all of a case's sequences, whatever the unpaired draw gave the generator)."""
+    """The card's fill policy (:mod:`harmonix.harmonization.fusion`): the default policy and the
+    sequences' correlation table measured on up to ``MAX_CASES`` cached training cases with two or
+    more sequences (all of a case's sequences, whatever the unpaired draw gave the generator)."""
     cache = getattr(dataset, "cache", None)
     cases = [] if cache is None else [i for i, c in enumerate(cache.cases)
                                       if len(c.sequences) > 1][:MAX_CASES]
@@ -364,7 +370,7 @@ def recorded_sites(run_dir: Path, card: dict[str, Any]) -> list[Path]:
 
 def data_record(sites: Sequence[str | Path], previous: dict[str, Any] | None = None, *,
                 same: bool = False) -> dict[str, Any] | None:
-    """The card's training record (:func:`harmonix.fingerprint.training_record` of ``sites``):
+    """The card's training record (:func:`harmonix.data.fingerprint.training_record` of ``sites``):
     a resumed run's ``previous`` one as it is when the data are the ``same``, else merged with
     it (a run resumed on other data was trained on both); ``None`` without sites or record."""
     if same and previous:

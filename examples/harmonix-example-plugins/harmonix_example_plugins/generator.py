@@ -13,11 +13,11 @@ import numpy as np
 import torch
 
 from harmonix.cards import CARD_FILE
-from harmonix.checkpoints import read_card
 from harmonix.data.preprocess import PreprocessConfig, preprocess_case
 from harmonix.data.site import read_site
 from harmonix.interfaces import Generator, Trainer
 from harmonix.io import atomic_write_json
+from harmonix.models.checkpoints import read_card
 
 
 class MomentsGenerator(Generator):

@@ -1,8 +1,9 @@
 """Plan and translate: which present sequence fills which missing one, and the slice-by-slice
 translation of a preprocessed volume with a :class:`~harmonix.interfaces.Generator`.
 
-``harmonix harmonize`` (:mod:`harmonix.pipeline`), ``harmonix.fill``-style callers and the
-evaluation (:mod:`harmonix.evaluate`) all make synthetic sequences through this module.
+``harmonix harmonize`` (:mod:`harmonix.harmonization.pipeline`),
+``harmonix.harmonization.fill``-style callers and the evaluation (:mod:`harmonix.evaluate`) all make
+synthetic sequences through this module.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from harmonix.cards import preprocessing_of
 from harmonix.data.preprocess import PreprocessConfig, preprocess_case
 from harmonix.data.site import read_site
 from harmonix.errors import InputError
-from harmonix.fusion import FillPolicy, fuse
+from harmonix.harmonization.fusion import FillPolicy, fuse
 from harmonix.interfaces import Generator
 from harmonix.registry import Registry, Target, load_registry, make_domain
 
@@ -101,9 +102,9 @@ def plan_translations(
     model knows: the first of ``sources`` (or the registry's priority), or with ``ranking`` (a
     target sequence -> its sources, best first, e.g. :func:`source_ranking`; default, unless
     ``sources`` are given: the ``policy``'s correlations) the first present in the target's own
-    ranking, the others after it. With a ``fused`` :class:`~harmonix.fusion.FillPolicy` a
-    missing sequence gets one translation from every usable source, best first
-    (:func:`make_sequence` fuses them).
+    ranking, the others after it. With a ``fused``
+    :class:`~harmonix.harmonization.fusion.FillPolicy` a missing sequence gets one translation
+    from every usable source, best first (:func:`make_sequence` fuses them).
     ``alignments`` (only with ``align`` and a center other than the target's) translate present
     target sequences into the target domain; ``errors`` maps a sequence that cannot be made to
     the reason.

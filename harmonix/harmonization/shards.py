@@ -20,7 +20,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from harmonix.errors import HarmonixError, InputError
-from harmonix.outputs import MANIFEST_NAME, ManifestRow, is_manifest, read_manifest, write_manifest
+from harmonix.harmonization.outputs import (
+    MANIFEST_NAME,
+    ManifestRow,
+    is_manifest,
+    read_manifest,
+    write_manifest,
+)
 
 try:  # POSIX; elsewhere parts are merged without a lock
     import fcntl

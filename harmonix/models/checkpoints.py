@@ -33,7 +33,7 @@ from harmonix.cards import CARD_FILE, load_card, validate_card
 from harmonix.errors import CheckpointError
 from harmonix.interfaces import Generator
 from harmonix.io import atomic_folder, atomic_write_json, atomic_write_with, file_digest
-from harmonix.models import installed_model, is_model_name, models_dir
+from harmonix.models.installed import installed_model, is_model_name, models_dir
 from harmonix.plugins import build_trainer
 
 CHECKPOINTS_DIR = "checkpoints"

@@ -1,16 +1,16 @@
 """``harmonix.fill_case``: fill the missing sequences of one case held in memory.
 
 For users who hold images rather than a site folder (a notebook, a PACS bridge). The case goes
-through what ``harmonix harmonize`` does to each case of a site (:mod:`harmonix.pipeline`): the
-same plan (:func:`harmonix.translate.plan_translations`, the model card's fill policy), the
+through what ``harmonix harmonize`` does to each case of a site
+(:mod:`harmonix.harmonization.pipeline`): the same plan
+(:func:`harmonix.harmonization.translate.plan_translations`, the model card's fill policy), the
 generator's own preprocessing (:func:`harmonix.data.preprocess.preprocess_case`), slice-wise
-translation and fusion (:func:`harmonix.translate.make_sequence`), the exact inverse onto the
-input's grid
-(:func:`harmonix.data.preprocess.restore`), the same intensity scale (by default the real
-counterpart's scale and dtype, :mod:`harmonix.intensity`; ``intensity="model"``: float32 0..255)
-and the synthetic flag in the NIfTI header (:func:`harmonix.outputs.synthetic_image`), so that a
-volume it returns equals, voxel for voxel, the one ``harmonize`` writes for the same case, model,
-target, seed and intensity mode.
+translation and fusion (:func:`harmonix.harmonization.translate.make_sequence`), the exact inverse
+onto the input's grid (:func:`harmonix.data.preprocess.restore`), the same intensity scale (by
+default the real counterpart's scale and dtype, :mod:`harmonix.harmonization.intensity`;
+``intensity="model"``: float32 0..255) and the synthetic flag in the NIfTI header
+(:func:`harmonix.harmonization.outputs.synthetic_image`), so that a volume it returns equals, voxel
+for voxel, the one ``harmonize`` writes for the same case, model, target, seed and intensity mode.
 """
 
 from __future__ import annotations
@@ -22,15 +22,12 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from harmonix.case_files import brain_on_input_grid, synthetic_volume
-from harmonix.checkpoints import load_generator
-from harmonix.coverage import MIN_COVERAGE, CoverageError, check_coverage
 from harmonix.data.preprocess import preprocess_case, restore
-from harmonix.fusion import FillPolicy
-from harmonix.intensity import INTENSITY_MODES
-from harmonix.interfaces import Generator
-from harmonix.registry import Registry, load_registry
-from harmonix.translate import (
+from harmonix.harmonization.case_files import brain_on_input_grid, synthetic_volume
+from harmonix.harmonization.coverage import MIN_COVERAGE, CoverageError, check_coverage
+from harmonix.harmonization.fusion import FillPolicy
+from harmonix.harmonization.intensity import INTENSITY_MODES
+from harmonix.harmonization.translate import (
     by_sequence,
     check_grid,
     make_sequence,
@@ -38,6 +35,9 @@ from harmonix.translate import (
     preprocess_config_from_card,
     resolve_target,
 )
+from harmonix.interfaces import Generator
+from harmonix.models.checkpoints import load_generator
+from harmonix.registry import Registry, load_registry
 
 
 def _sequences(images: Mapping[str, nib.Nifti1Image], registry: Registry) -> dict[str, str]:
@@ -93,8 +93,8 @@ def fill_case(
     as sources (as ``harmonize --sources``); ``intensity="input"`` puts a generated volume on the
     scale and dtype of its source image, ``"model"`` keeps float32 0..255 (as ``harmonize
     --intensity``); ``fill`` (``single`` or ``fused``) overrides the model card's fill policy
-    (:mod:`harmonix.fusion`), as ``harmonize --fill``. Raises ``ValueError`` when a missing
-    sequence cannot be made or the model's
+    (:mod:`harmonix.harmonization.fusion`), as ``harmonize --fill``. Raises ``ValueError`` when a
+    missing sequence cannot be made or the model's
     crop holds less than ``min_coverage`` of the brain, and
     :class:`~harmonix.errors.InputError` for an unusable image.
     """

@@ -24,11 +24,11 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from harmonix.bids import DATASET_DIR, DESC, case_folder, check_description, prefix
 from harmonix.data.labels import from_canonical, to_canonical
 from harmonix.data.layouts import NAMINGS, naming_for_labels
 from harmonix.errors import InputError
-from harmonix.intensity import INTENSITY_MODES, Scale, stored
+from harmonix.harmonization.bids import DATASET_DIR, DESC, case_folder, check_description, prefix
+from harmonix.harmonization.intensity import INTENSITY_MODES, Scale, stored
 from harmonix.io import atomic_write_text, file_fingerprint
 from harmonix.registry import Target
 
@@ -76,8 +76,8 @@ class CaseOutput:
 
     ``layout="target"``: ``OUT/CASE/`` in the target's naming, aligned volumes in
     ``OUT/_aligned/CASE/`` under the same names. ``layout="bids"``: ``OUT/derivatives/harmonix/
-    sub-X[/ses-Y]/anat/`` (:mod:`harmonix.bids`), aligned volumes beside the real ones with
-    ``desc-aligned``. ``merge_aligned``: an aligned volume takes the real file's place in the
+    sub-X[/ses-Y]/anat/`` (:mod:`harmonix.harmonization.bids`), aligned volumes beside the real ones
+    with ``desc-aligned``. ``merge_aligned``: an aligned volume takes the real file's place in the
     case folder (target layout) and the real copy moves to the case's ``_original/`` folder.
     """
 
@@ -141,8 +141,8 @@ def card_hash(card: Mapping[str, Any]) -> str:
 def synthetic_image(data: np.ndarray, like: nib.Nifti1Image, descrip: str,
                     scale: Scale | None = None) -> nib.Nifti1Image:
     """A NIfTI of ``data`` on ``like``'s grid (affine, qform/sform codes, units): float32, or
-    with ``scale`` (``data`` already on it, see :mod:`harmonix.intensity`) in the scale's dtype
-    with its ``scl_slope``/``scl_inter``."""
+    with ``scale`` (``data`` already on it, see :mod:`harmonix.harmonization.intensity`) in the
+    scale's dtype with its ``scl_slope``/``scl_inter``."""
     if tuple(data.shape) != tuple(like.shape[:3]):
         raise ValueError(f"volume of shape {data.shape} does not fit the grid {like.shape}")
     voxels = np.asarray(data, np.float32) if scale is None else stored(data, scale)

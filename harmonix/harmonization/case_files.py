@@ -1,16 +1,17 @@
-"""The files of one harmonized case, written into its staging folder (:mod:`harmonix.pipeline`).
+"""The files of one harmonized case, written into its staging folder
+(:mod:`harmonix.harmonization.pipeline`).
 
 * Real files are copied byte for byte (a label map is rewritten only when its convention differs
   from the target's), with ``--merge-aligned`` into the case's ``_original/`` folder when an
   aligned volume takes their place.
 * Synthetic (generated or aligned) volumes are written on the input's grid, on their real
-  counterpart's intensity scale and dtype (:mod:`harmonix.intensity`) or with ``--intensity
-  model`` as float32 0..255, with the input's extension (``.nii`` stays ``.nii``) and a JSON
-  sidecar recording how they were made and on which scale.
+  counterpart's intensity scale and dtype (:mod:`harmonix.harmonization.intensity`) or with
+  ``--intensity model`` as float32 0..255, with the input's extension (``.nii`` stays ``.nii``)
+  and a JSON sidecar recording how they were made and on which scale.
 * With ``--confidence``, the spread across fused sources of a generated volume goes to the case's
-  ``_confidence/`` folder, flagged synthetic as well (:mod:`harmonix.fusion`).
+  ``_confidence/`` folder, flagged synthetic as well (:mod:`harmonix.harmonization.fusion`).
 * With ``--layout bids`` every file gets a sidecar: the input's own carried over (real and
-  aligned files) and extended with harmonix's record (:mod:`harmonix.bids`).
+  aligned files) and extended with harmonix's record (:mod:`harmonix.harmonization.bids`).
 """
 
 from __future__ import annotations
@@ -25,11 +26,17 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from harmonix.bids import DATASET_DIR, input_sidecar
 from harmonix.data.preprocess import restore
-from harmonix.intensity import MODEL_SCALE, scale_of, to_scale
+from harmonix.harmonization.bids import DATASET_DIR, input_sidecar
+from harmonix.harmonization.intensity import MODEL_SCALE, scale_of, to_scale
+from harmonix.harmonization.outputs import (
+    CaseOutput,
+    convert_labels,
+    nifti_suffix,
+    sidecar_path,
+    synthetic_image,
+)
 from harmonix.io import atomic_write_json, atomic_write_nifti
-from harmonix.outputs import CaseOutput, convert_labels, nifti_suffix, sidecar_path, synthetic_image
 from harmonix.version import __version__
 
 

@@ -3,9 +3,9 @@ of an installed model by its name.
 
 :func:`models_dir` is ``$HARMONIX_MODELS``, else the platform's user data folder
 (``~/.local/share/harmonix/models`` on Linux). :func:`installed_model` is what
-:func:`harmonix.checkpoints.resolve_checkpoint` asks when it is given a plain name that is no file
-or folder here, so every command that takes a run or segmenter folder also takes the name of an
-installed model. Packages themselves (export, install, list) are :mod:`harmonix.packages`.
+:func:`harmonix.models.checkpoints.resolve_checkpoint` asks when it is given a plain name that is no
+file or folder here, so every command that takes a run or segmenter folder also takes the name of an
+installed model. Packages themselves (export, install, list) are :mod:`harmonix.models.packages`.
 """
 
 from __future__ import annotations

@@ -11,8 +11,9 @@
   ``desc-aligned``; real files keep the raw BIDS name.
 * Every file gets a JSON sidecar: the input's own sidecar (``sub-01_T1w.json`` beside the input)
   carried over for real and aligned files, extended with what harmonix records (see
-  :mod:`harmonix.pipeline`); a generated file's sidecar is harmonix's record only (the source's
-  acquisition parameters describe another sequence) with ``Sources`` pointing at its source.
+  :mod:`harmonix.harmonization.pipeline`); a generated file's sidecar is harmonix's record only (the
+  source's acquisition parameters describe another sequence) with ``Sources`` pointing at its
+  source.
 """
 
 from __future__ import annotations

@@ -4,17 +4,17 @@ A package is one zip archive holding one folder, named after the model::
 
     NAME/model_card.json     the model card (no absolute local path: harmonix.cards.portable_card)
     NAME/model.safetensors   the weights (the EMA generator's or the segmenter's)
-    NAME/README.md           the card for people (harmonix.model_card.readme)
+    NAME/README.md           the card for people (harmonix.models.model_card.readme)
     NAME/SHA256SUMS          SHA-256 of every other file, in ``sha256sum -c`` format
 
 :func:`export_model` writes one from a generator run (``harmonix train``) or a segmenter folder
 (``harmonix segment train``); the optimiser state is left out. :func:`install_model` unpacks one
-into the models folder (:func:`harmonix.models.models_dir`: ``$HARMONIX_MODELS``, else the user data
-folder), refusing members outside the archive's folder (absolute paths, ``..``, links) and files
-whose SHA-256 differs from ``SHA256SUMS``; it unpacks into a temporary folder inside the models
-folder, verifies, then renames, so an installed model is always complete. Every command that
+into the models folder (:func:`harmonix.models.installed.models_dir`: ``$HARMONIX_MODELS``, else the
+user data folder), refusing members outside the archive's folder (absolute paths, ``..``, links) and
+files whose SHA-256 differs from ``SHA256SUMS``; it unpacks into a temporary folder inside the
+models folder, verifies, then renames, so an installed model is always complete. Every command that
 takes a run or segmenter folder also takes the name of an installed model
-(:func:`harmonix.checkpoints.resolve_checkpoint` looks it up with
+(:func:`harmonix.models.checkpoints.resolve_checkpoint` looks it up with
 :func:`harmonix.models.installed_model`).
 """
 
@@ -39,11 +39,11 @@ from harmonix.cards import (
     portable_card,
     validate_card,
 )
-from harmonix.checkpoints import MODEL_FILE, read_card, resolve_checkpoint, verify_file
+from harmonix.data.fingerprint import training_record
 from harmonix.errors import CheckpointError, InputError
-from harmonix.fingerprint import training_record
 from harmonix.io import atomic_folder, atomic_path, file_digest
-from harmonix.models import is_model_name, models_dir
+from harmonix.models.checkpoints import MODEL_FILE, read_card, resolve_checkpoint, verify_file
+from harmonix.models.installed import is_model_name, models_dir
 from harmonix.version import __version__
 
 README_FILE = "README.md"
@@ -141,7 +141,7 @@ def export_model(
     """Write the package of ``run`` (a generator run or checkpoint, a segmenter folder, or an
     installed model's name) to the zip ``out``. ``name`` defaults to ``out``'s stem; ``report``
     is a ``harmonix evaluate`` folder whose figures go into the README."""
-    from harmonix.model_card import read_evaluation, readme
+    from harmonix.models.model_card import read_evaluation, readme
 
     out = Path(out)
     name = _check_name(name or out.name.removesuffix(".zip"), out)

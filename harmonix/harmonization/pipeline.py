@@ -11,15 +11,15 @@ write it. Outputs of one case (``OUT/CASE/``):
 * real sequences copied byte-identically under the target's file names; the label map copied too
   (its values converted when the site's label convention differs from the target's);
 * each generated sequence on the case's grid, by default on the intensity scale and dtype of its
-  real counterpart (its source sequence; :mod:`harmonix.intensity`), with ``intensity="model"``
-  as ``float32`` on harmonix's preprocessed 0..255 scale; with the input's extension;
-* with ``align``, each present sequence translated from the case's center domain into the target
-  domain goes to ``OUT/_aligned/CASE/`` under the same file name, so that ``OUT`` stays a site of
-  real plus generated cases and the originals are kept (``_`` folders are not cases of a site);
-  with ``merge_aligned`` it takes the real copy's place in ``OUT/CASE/`` and the real copy goes
-  to ``OUT/CASE/_original/``;
+  real counterpart (its source sequence; :mod:`harmonix.harmonization.intensity`), with
+  ``intensity="model"`` as ``float32`` on harmonix's preprocessed 0..255 scale; with the input's
+extension; * with ``align``, each present sequence translated from the case's center domain into the
+  target domain goes to ``OUT/_aligned/CASE/`` under the same file name, so that ``OUT`` stays a
+  site of real plus generated cases and the originals are kept (``_`` folders are not cases of a
+  site); with ``merge_aligned`` it takes the real copy's place in ``OUT/CASE/`` and the real copy
+  goes to ``OUT/CASE/_original/``;
 * ``layout="bids"``: a BIDS derivatives dataset in ``OUT/derivatives/harmonix/`` instead
-  (:mod:`harmonix.bids`, :class:`harmonix.outputs.CaseOutput`).
+  (:mod:`harmonix.harmonization.bids`, :class:`harmonix.harmonization.outputs.CaseOutput`).
 
 Every generated or aligned volume is flagged as synthetic three times: the NIfTI ``descrip``
 (``harmonix SYNTHETIC from t1``), a JSON sidecar next to it, and ``OUT/manifest.csv``.
@@ -29,9 +29,9 @@ complete, so ``OUT/CASE`` exists only for finished cases; ``OUT/CASE/.harmonix-c
 last) records the settings, a fingerprint of every input file and the rows. A re-run skips a case
 only when all of them match, and replaces a case folder only when it is harmonix's own: its record
 names the case and every file in it. Anything else in the way is an error for that case; harmonix
-never removes what it did not write (:mod:`harmonix.outputs`, docs/reliability.md).
+never removes what it did not write (:mod:`harmonix.harmonization.outputs`, docs/reliability.md).
 
-Planning and translation live in :mod:`harmonix.translate`.
+Planning and translation live in :mod:`harmonix.harmonization.translate`.
 """
 
 from __future__ import annotations
@@ -50,9 +50,13 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from harmonix.bids import write_description
 from harmonix.cards import portable_path
-from harmonix.case_files import (
+from harmonix.data.load import load_case
+from harmonix.data.preprocess import preprocess_case, restore
+from harmonix.data.site import read_site
+from harmonix.errors import HarmonixError, InputError
+from harmonix.harmonization.bids import write_description
+from harmonix.harmonization.case_files import (
     StagedCase,
     brain_on_input_grid,
     copy_real,
@@ -60,16 +64,9 @@ from harmonix.case_files import (
     write_spread,
     write_synthetic,
 )
-from harmonix.checkpoints import as_generator
-from harmonix.coverage import MIN_COVERAGE, CoverageError, check_coverage
-from harmonix.data.load import load_case
-from harmonix.data.preprocess import preprocess_case, restore
-from harmonix.data.site import read_site
-from harmonix.errors import HarmonixError, InputError
-from harmonix.fusion import FillPolicy
-from harmonix.interfaces import Generator
-from harmonix.io import atomic_write_json
-from harmonix.outputs import (
+from harmonix.harmonization.coverage import MIN_COVERAGE, CoverageError, check_coverage
+from harmonix.harmonization.fusion import FillPolicy
+from harmonix.harmonization.outputs import (
     CASE_RECORD,
     MANIFEST_NAME,
     STAGING_MARKER,
@@ -86,10 +83,8 @@ from harmonix.outputs import (
     record_ok,
     remove_stale,
 )
-from harmonix.progress import progress_task
-from harmonix.registry import Registry, Target, load_registry
-from harmonix.shards import Merged, Shard, check_part, shard_of, write_run_manifest
-from harmonix.translate import (
+from harmonix.harmonization.shards import Merged, Shard, check_part, shard_of, write_run_manifest
+from harmonix.harmonization.translate import (
     by_sequence,
     check_grid,
     load_references,
@@ -98,6 +93,11 @@ from harmonix.translate import (
     preprocess_config_from_card,
     resolve_target,
 )
+from harmonix.interfaces import Generator
+from harmonix.io import atomic_write_json
+from harmonix.models.checkpoints import as_generator
+from harmonix.progress import progress_task
+from harmonix.registry import Registry, Target, load_registry
 
 
 @dataclass
@@ -309,14 +309,14 @@ def harmonize_site(
     a case folder already in ``out`` is replaced only when harmonix wrote all of it. A generated
     volume whose brain the model's crop covers less than ``min_coverage`` fails its case.
     ``intensity``: ``"input"`` writes synthetic volumes on their real counterpart's scale and
-    dtype, ``"model"`` as float32 0..255 (:mod:`harmonix.intensity`); ``layout``: ``"target"``
-    (the target's file names) or ``"bids"`` (a BIDS derivatives dataset); ``merge_aligned``
-    (implies ``align``) puts aligned volumes in the case folders, the real copies in
-    ``_original/`` (:class:`~harmonix.outputs.CaseOutput`). ``fill`` (``single`` or ``fused``)
-    overrides the model card's fill policy (:mod:`harmonix.fusion`); ``confidence`` also writes
-    the spread across fused sources of each generated volume. ``shard`` (``"K/N"``) does only
-    shard K's cases and writes its manifest part; the last part merges them
-    (:mod:`harmonix.shards`). Per-case errors become ``failed``
+    dtype, ``"model"`` as float32 0..255 (:mod:`harmonix.harmonization.intensity`); ``layout``:
+    ``"target"`` (the target's file names) or ``"bids"`` (a BIDS derivatives dataset);
+    ``merge_aligned`` (implies ``align``) puts aligned volumes in the case folders, the real copies
+    in ``_original/`` (:class:`~harmonix.harmonization.outputs.CaseOutput`). ``fill`` (``single`` or
+    ``fused``) overrides the model card's fill policy (:mod:`harmonix.harmonization.fusion`);
+    ``confidence`` also writes the spread across fused sources of each generated volume. ``shard``
+    (``"K/N"``) does only shard K's cases and writes its manifest part; the last part merges them
+    (:mod:`harmonix.harmonization.shards`). Per-case errors become ``failed``
     rows; files of the site that belong to no case are in ``result.ignored``;
     ``KeyboardInterrupt`` writes the manifest of the finished cases and is re-raised.
     ``progress`` shows a rich progress bar over the cases (joining a display that is already

@@ -1,0 +1,1 @@
+"""Model storage: checkpoints, installed models, model packages and their human-readable cards."""
