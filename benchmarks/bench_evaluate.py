@@ -46,10 +46,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
+    from harmonix.api import evaluate
     from harmonix.data.synth import synthesize_site
-    from harmonix.evaluate.run import evaluate
-    from harmonix.evaluate.segmentation import train_segmenter
     from harmonix.plugins import build_trainer
+    from harmonix.requests import TrainRequest
+    from harmonix.segmentation import train_segmenter
     from harmonix_ummgat.trainer import preprocess_config
 
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-evaluate-"))
@@ -60,11 +61,12 @@ def main() -> None:
         sites[name] = synthesize_site(work / name, n, center=center, seed=seed,
                                       spacing=args.spacing)
     config = preprocess_config(args.size, args.spacing)
-    generator = build_trainer("ummgat").train(
+    generator = build_trainer("ummgat").train(TrainRequest(
         out=work / "gen", data=[sites["train"], sites["local"]], backbone="swin",
-        backbone_options={"preset": "tiny"}, iters=args.gen_iters, batch=2, preprocess=config,
-        pairing="all", checkpoint_every=args.gen_iters, sample_every=10**9, progress=False,
-    )
+        backbone_options={"preset": "tiny"}, iters=args.gen_iters, batch_size=2,
+        size=args.size, spacing=args.spacing, pairing="all", checkpoint_every=args.gen_iters,
+        sample_every=10**9, progress=False,
+    ))
     start = time.perf_counter()
     segmenter = train_segmenter(sites["train"], work / "seg", segmenter=args.segmenter,
                                 preprocess=config, iters=args.seg_iters, progress=False)

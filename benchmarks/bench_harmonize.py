@@ -108,7 +108,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     import harmonix
-    import harmonix.harmonization.pipeline as hz
+    import harmonix.harmonization.translate as hz  # make_sequence calls translate_volume
 
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench-harmonize-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -143,8 +143,8 @@ def main() -> None:
     out = work / "out"
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
-    result = hz.harmonize_site(site, target="brats", model=generator, out=out,
-                               device=args.device, batch_size=args.batch_size, on_case=on_case)
+    result = harmonix.harmonize(site, target="brats", model=generator, out=out,
+                                device=args.device, batch_size=args.batch_size, on_case=on_case)
     total = time.perf_counter() - start
     assert result.ok, [r for r in result.rows if r.status == "failed"]
 

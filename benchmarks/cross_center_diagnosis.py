@@ -25,12 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-from harmonix.evaluate.metrics import SegmentationScorer, select_metrics
-from harmonix.evaluate.segmentation import load_segmenter, prepare_site, segmenter_preprocess
+from harmonix.evaluation.metrics import SegmentationScorer, select_metrics
 from harmonix.harmonization.fusion import FillPolicy
 from harmonix.harmonization.translate import fill_missing, load_references, translate_volume
 from harmonix.models.checkpoints import load_generator
 from harmonix.registry import load_registry
+from harmonix.segmentation import load_segmenter, prepare_site, segmenter_preprocess
 
 SEQUENCES = ("t1", "t1ce", "t2", "flair")
 

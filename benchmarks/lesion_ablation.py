@@ -1,6 +1,6 @@
 """Issue 20's comparisons on the ``validate`` profile's data: evaluate one generator checkpoint
 the way the ablation rows of docs/validation.md are measured, and append one JSON line of its
-figures (:func:`harmonix.evaluate.targets.headline`, the lesion-code spread from its card).
+figures (:func:`harmonix.evaluation.targets.headline`, the lesion-code spread from its card).
 
 ``BASE`` is a folder laid out as ``harmonix demo --profile validate`` lays it out (``data/`` with
 the brats and local splits, ``runs/segmenter``). The evaluation fills reference-guided by the
@@ -21,8 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-from harmonix.evaluate.run import evaluate
-from harmonix.evaluate.targets import headline
+from harmonix.api import evaluate
+from harmonix.evaluation.targets import headline
 from harmonix.models import checkpoints as ckpt
 
 FIGURES = ("contrast_sign_agrees", "lesion_ssim_wins", "nmi_kept", "grid_ratio_max",

@@ -23,8 +23,9 @@ from pathlib import Path
 
 from harmonix.data.preprocess import PreprocessConfig
 from harmonix.demo import PROFILES, make_sites
-from harmonix.evaluate.segmentation import train_segmenter
 from harmonix.plugins import build_trainer
+from harmonix.requests import TrainRequest
+from harmonix.segmentation import train_segmenter
 
 PROFILE = PROFILES["validate"]
 
@@ -45,13 +46,13 @@ def train(base: Path, run: Path, seed: int, iters: int, settings: list[str]) -> 
     recipe = {k: v for k, v in pairs.items() if not k.startswith("bb.")}
     data = base / "data"
     began = time.perf_counter()
-    build_trainer("ummgat").train(
+    build_trainer("ummgat").train(TrainRequest(
         data=[data / "brats-split" / "train", data / "local-split" / "train"], out=run,
         backbone=PROFILE.backbone, backbone_options={**PROFILE.backbone_options, **backbone},
-        iters=iters, batch=PROFILE.batch,
-        preprocess=PreprocessConfig(spacing=PROFILE.spacing, crop_shape=PROFILE.crop_shape),
-        pairing="unpaired", seed=seed, resume=True, checkpoint_every=200, sample_every=200,
-        progress=False, cache_dir=base / "cache", recipe=recipe, **PROFILE.train_options)
+        iters=iters, batch_size=PROFILE.batch, size=PROFILE.size, depth=PROFILE.depth,
+        spacing=PROFILE.spacing, pairing="unpaired", seed=seed, resume=True,
+        checkpoint_every=200, sample_every=200, progress=False,
+        recipe={**PROFILE.recipe, **recipe}, options={"cache_dir": base / "cache"}))
     print(f"trained {run} in {time.perf_counter() - began:.0f} s", flush=True)
 
 

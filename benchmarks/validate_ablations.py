@@ -6,7 +6,7 @@ ModelConfig/Recipe fields such as ``mapper_lr``; ``--backbone KEY=VALUE``; ``--i
 ``--no-lam``), or only how it fills (``--checkpoint`` of the base generator, ``--guidance``,
 ``--sources``). It trains into ``OUT/NAME/generator`` (resumable: run the same command again),
 evaluates every scenario without FID and UMAP into ``OUT/NAME/report`` and appends the
-headline figures (:func:`harmonix.evaluate.targets.headline`) to ``OUT/ablations.csv``.
+headline figures (:func:`harmonix.evaluation.targets.headline`) to ``OUT/ablations.csv``.
 
     OMP_NUM_THREADS=1 nohup python benchmarks/validate_ablations.py validate-run ablations \\
         --name full-res-skip --backbone full_res_channels=16 > full-res-skip.log 2>&1 &
@@ -26,12 +26,12 @@ import sys
 import time
 from pathlib import Path
 
+from harmonix.api import evaluate
 from harmonix.cli.app import parse_key_values
-from harmonix.data.preprocess import PreprocessConfig
 from harmonix.demo import PROFILES
-from harmonix.evaluate.run import evaluate
-from harmonix.evaluate.targets import headline
+from harmonix.evaluation.targets import headline
 from harmonix.plugins import build_trainer
+from harmonix.requests import TrainRequest
 
 
 def markdown_rows(table: Path) -> str:
@@ -78,18 +78,17 @@ def main() -> None:
         generator = (Path(args.checkpoint) if "/" in args.checkpoint
                      else base / "runs" / "ummgat" / "checkpoints" / args.checkpoint)
     else:
-        train_options = {**prof.train_options, **parse_key_values(args.train, "--train")}
+        recipe = {**prof.recipe, **parse_key_values(args.train, "--train")}
         backbone_options = {**prof.backbone_options,
                             **parse_key_values(args.backbone, "--backbone")}
-        generator = build_trainer("ummgat").train(
+        generator = build_trainer("ummgat").train(TrainRequest(
             data=[data / "brats-split" / "train", data / "local-split" / "train"],
             out=here / "generator", backbone=prof.backbone, backbone_options=backbone_options,
-            iters=args.iters or prof.iters, batch=prof.batch,
-            preprocess=PreprocessConfig(spacing=prof.spacing, crop_shape=prof.crop_shape),
-            lam=not args.no_lam, pairing="unpaired", seed=0, resume=True,
-            checkpoint_every=prof.checkpoint_every, sample_every=prof.checkpoint_every,
-            **train_options,
-        )
+            iters=args.iters or prof.iters, batch_size=prof.batch, size=prof.size,
+            depth=prof.depth, spacing=prof.spacing, lam=not args.no_lam, pairing="unpaired",
+            seed=0, resume=True, checkpoint_every=prof.checkpoint_every,
+            sample_every=prof.checkpoint_every, recipe=recipe,
+        ))
     trained = time.perf_counter()
     report = here / "report"
     evaluate(

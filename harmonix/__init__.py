@@ -1,13 +1,40 @@
-"""harmonix: fill missing MRI sequences and harmonize multi-center brain MRI with UMMGAT."""
+"""harmonix: fill missing MRI sequences and harmonize multi-center brain MRI with UMMGAT.
+
+The package is lazy (PEP 562): ``import harmonix`` loads only the version, so that the CLI's
+``--help``, ``--version``, ``registry`` and ``plugins`` start without torch. Each public name is
+imported from its home module on first access (``harmonix.Backbone`` imports
+:mod:`harmonix.interfaces`, and with it torch).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from harmonix.interfaces import Backbone, Generator, Metric, Segmenter, Trainer
-from harmonix.plugins import build_backbone, get_host, hookimpl
-from harmonix.registry import load_registry
 from harmonix.version import __version__
+
+if TYPE_CHECKING:  # what editors and type checkers see; at run time, __getattr__ below
+    from harmonix.api import evaluate, fill_case, harmonize, load_generator
+    from harmonix.interfaces import Backbone, Generator, Metric, Segmenter, Trainer
+    from harmonix.plugins import build_backbone, get_host, hookimpl
+    from harmonix.registry import load_registry
+
+#: public name -> the module that holds it (imported on first access)
+_LAZY: dict[str, str] = {
+    "Backbone": "harmonix.interfaces",
+    "Generator": "harmonix.interfaces",
+    "Metric": "harmonix.interfaces",
+    "Segmenter": "harmonix.interfaces",
+    "Trainer": "harmonix.interfaces",
+    "build_backbone": "harmonix.plugins",
+    "get_host": "harmonix.plugins",
+    "hookimpl": "harmonix.plugins",
+    "load_registry": "harmonix.registry",
+    "harmonize": "harmonix.api",
+    "fill_case": "harmonix.api",
+    "load_generator": "harmonix.api",
+    "evaluate": "harmonix.api",
+}
 
 __all__ = [
     "Backbone",
@@ -17,6 +44,7 @@ __all__ = [
     "Trainer",
     "__version__",
     "build_backbone",
+    "evaluate",
     "fill_case",
     "get_host",
     "harmonize",
@@ -26,23 +54,15 @@ __all__ = [
 ]
 
 
-def load_generator(path, device: str = "cpu") -> Generator:
-    """Rebuild a trained generator (EMA weights) from a run directory or checkpoint."""
-    from harmonix.models.checkpoints import load_generator as _load
-
-    return _load(path, device=device)
-
-
-def harmonize(*args: Any, **kwargs: Any):
-    """Complete and harmonize a site; see :func:`harmonix.harmonization.pipeline.harmonize_site`."""
-    from harmonix.harmonization.pipeline import harmonize_site
-
-    return harmonize_site(*args, **kwargs)
+def __getattr__(name: str) -> Any:
+    home = _LAZY.get(name)
+    if home is None:
+        raise AttributeError(f"module 'harmonix' has no attribute '{name}'")
+    module = importlib.import_module(home)
+    # bind every name of that home at once; later accesses skip __getattr__
+    globals().update({n: getattr(module, n) for n, h in _LAZY.items() if h == home})
+    return globals()[name]
 
 
-def fill_case(*args: Any, **kwargs: Any):
-    """Fill the missing sequences of one case held in memory (``{sequence: nibabel image}``);
-    see :func:`harmonix.harmonization.fill.fill_case`."""
-    from harmonix.harmonization.fill import fill_case as _fill_case
-
-    return _fill_case(*args, **kwargs)
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

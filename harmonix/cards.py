@@ -6,7 +6,8 @@ may record the ``PreprocessConfig`` they were trained with under ``"preprocessin
 written before the key was unified say ``"preprocess"`` and are read the same.
 
 :func:`load_card` is the one reader (``harmonix.models.checkpoints.read_card`` finds the file of a
-run or checkpoint folder first). A missing or mistyped field is a
+run or checkpoint folder first) and :func:`write_card` the one writer: both check the card
+against the schema (:func:`validate_card`). A missing or mistyped field is a
 :class:`~harmonix.errors.CheckpointError` naming the card file and the field.
 
 Cards travel (``harmonix models export``), so they hold no absolute local path: a card writer
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from harmonix.errors import CheckpointError
+from harmonix.io import atomic_write_json
 
 CARD_FILE = "model_card.json"
 PREPROCESSING = "preprocessing"
@@ -179,6 +181,18 @@ def load_card(file: str | Path, kind: str | None = None) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise CheckpointError(file, f"unreadable model card: {exc}") from None
     return validate_card(card, file, kind)
+
+
+def write_card(
+    file: str | Path, card: Mapping[str, Any], kind: str | None = None
+) -> dict[str, Any]:
+    """Check ``card`` (as JSON: tuples become lists) against the schema of ``kind`` (or of the
+    kind it names) and write it to ``file`` atomically; returns the card as written. A bad card
+    raises :class:`CheckpointError` and leaves ``file`` as it was."""
+    file = Path(file)
+    card = validate_card(json.loads(json.dumps(card, default=str)), file, kind)
+    atomic_write_json(file, card)
+    return card
 
 
 # -- no local paths in cards -----------------------------------------------------------------------

@@ -24,7 +24,6 @@ checkpoint, and an unfinished evaluation is run again.
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -33,16 +32,17 @@ from typing import Any
 
 import numpy as np
 
+from harmonix.api import evaluate, harmonize
+from harmonix.cards import CARD_FILE, load_card
 from harmonix.data.preprocess import PreprocessConfig
 from harmonix.data.site import read_site
 from harmonix.data.split import split_site
 from harmonix.data.synth import synthesize_site
-from harmonix.evaluate.results import load_results
-from harmonix.evaluate.run import evaluate
-from harmonix.evaluate.segmentation import train_segmenter
-from harmonix.evaluate.targets import SUMMARY_FILE
-from harmonix.harmonization.pipeline import harmonize_site
+from harmonix.evaluation.results import load_results
+from harmonix.evaluation.targets import SUMMARY_FILE
 from harmonix.plugins import build_trainer
+from harmonix.requests import TrainRequest
+from harmonix.segmentation import train_segmenter
 
 #: training iterations of the ``validate`` profile. The ablations (docs/validation.md) improved
 #: from 600 to 1200 to 1800 to 2400 iterations; 2400 is what fits 2 hours on 2 CPU cores: 1.6-2.3
@@ -67,7 +67,7 @@ class DemoProfile:
     batch: int
     backbone: str
     backbone_options: dict[str, Any] = field(default_factory=dict)
-    train_options: dict[str, Any] = field(default_factory=dict)  # ModelConfig / Recipe fields
+    recipe: dict[str, Any] = field(default_factory=dict)  # the trainer's recipe overrides
     segmenter: str = "unet2d"
     segmenter_iters: int = 300
     segmenter_options: dict[str, Any] = field(default_factory=dict)
@@ -99,10 +99,10 @@ PROFILES: dict[str, DemoProfile] = {
         iters=600,
         batch=8,
         backbone="swin",
+        # the small model preset: E, M and D at a quarter of StarGAN-v2's width (they dominate
+        # the CPU time at 64x64), Swin-Unet of patch 2 and width 32
         backbone_options={"preset": "small"},
-        # E, M and D at half StarGAN-v2's width: they dominate the CPU time at 64x64
-        train_options={"encoder_dim": 16, "encoder_max_dim": 128, "mapper_dim": 128,
-                       "lr": 3e-4, "mapper_lr": 3e-6},
+        recipe={"lr": 3e-4, "mapper_lr": 3e-6},
         segmenter="unet2d",
         segmenter_iters=300,
         eval_options={"fid_slices": 16},
@@ -123,10 +123,9 @@ PROFILES: dict[str, DemoProfile] = {
         iters=VALIDATE_ITERS,
         batch=8,
         backbone="swin",
+        # quick's model preset and E/G/D learning rate; M at the recipe's (the paper's 1e-4)
         backbone_options={"preset": "small"},
-        # quick's widths and E/G/D learning rate; M at the recipe's default (the paper's 1e-4)
-        train_options={"encoder_dim": 16, "encoder_max_dim": 128, "mapper_dim": 128,
-                       "lr": 3e-4},
+        recipe={"lr": 3e-4},
         segmenter="unet2d",
         segmenter_iters=600,
         eval_options={"fid_slices": 32},
@@ -241,30 +240,21 @@ def run_demo(
              + (", with and without LAM" if prof.compare_lam else ""))
     for run_dir, lam in ((paths["generator"], True), (paths["generator-no-lam"], False)):
         if lam or prof.compare_lam:
-            build_trainer("ummgat").train(
-                data=[paths["brats-train"], paths["local-train"]],
-                out=run_dir,
-                backbone=prof.backbone,
-                backbone_options=dict(prof.backbone_options),
-                iters=prof.iters,
-                batch=prof.batch,
-                preprocess=config,
-                lam=lam,
-                pairing="unpaired",
-                seed=seed,
-                device=device,
-                resume=True,
-                checkpoint_every=prof.checkpoint_every,
-                sample_every=prof.checkpoint_every,
-                **prof.train_options,
-            )
+            build_trainer("ummgat").train(TrainRequest(
+                data=[paths["brats-train"], paths["local-train"]], out=run_dir,
+                backbone=prof.backbone, backbone_options=prof.backbone_options,
+                iters=prof.iters, batch_size=prof.batch, size=prof.size, depth=prof.depth,
+                spacing=prof.spacing, lam=lam, pairing="unpaired", seed=seed, device=device,
+                resume=True, checkpoint_every=prof.checkpoint_every,
+                sample_every=prof.checkpoint_every, recipe=prof.recipe,
+            ))
 
     announce("3/5 harmonize: fill missing sequences, align the local center")
     reference = paths["brats-train"] if prof.guidance == "reference" else None
     for site, out_dir, align in ((paths["incomplete"], paths["filled"], False),
                                  (paths["local-test"], paths["aligned"], True)):
-        harmonize_site(site, target="brats", model=paths["generator"], out=out_dir, align=align,
-                       reference=reference, device=device, seed=seed)
+        harmonize(site, target="brats", model=paths["generator"], out=out_dir, align=align,
+                  reference=reference, device=device, seed=seed)
 
     announce("4/5 train the segmenter on complete cases")
     if not _finished(paths["segmenter"], prof.segmenter_iters):
@@ -325,9 +315,10 @@ def make_sites(data: Path, prof: DemoProfile, seed: int = 0) -> None:
 
 
 def _finished(checkpoint: Path, iters: int) -> bool:
-    """Whether a checkpoint folder's model card records at least ``iters`` iterations."""
-    card = checkpoint / "model_card.json"
-    return card.exists() and int(json.loads(card.read_text()).get("iteration", 0)) >= iters
+    """Whether a segmenter folder's model card (checked: :func:`harmonix.cards.load_card`)
+    records at least ``iters`` iterations."""
+    card = checkpoint / CARD_FILE
+    return card.exists() and int(load_card(card, "segmenter").get("iteration", 0)) >= iters
 
 
 def summary_rows(results) -> list[dict[str, Any]]:

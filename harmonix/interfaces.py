@@ -13,7 +13,6 @@ Image conventions shared by every interface:
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,8 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from harmonix.cards import CARD_FILE, PREPROCESSING, load_card, validate_card
-from harmonix.io import atomic_write_json
+from harmonix.cards import CARD_FILE, PREPROCESSING, load_card, write_card
+from harmonix.requests import TrainRequest
 from harmonix.version import __version__
 
 
@@ -108,7 +107,7 @@ class Segmenter(ABC):
 
     ``fit`` must leave ``out_dir/model_card.json`` (:data:`harmonix.cards.CARD_FILE`), a
     segmenter card of :mod:`harmonix.cards`'s schema: ``"segmenter"`` (the registered name, which
-    tells :func:`~harmonix.evaluate.segmentation.load_segmenter` which plugin rebuilds it),
+    tells :func:`~harmonix.segmentation.load_segmenter` which plugin rebuilds it),
     ``"sequences"`` and ``"preprocessing"`` (the ``PreprocessConfig`` given to ``fit``, so that
     prediction and evaluation preprocess new cases alike). :meth:`write_card` writes one.
     ``harmonix segment train`` then adds the training record under ``"training"``.
@@ -165,10 +164,10 @@ class Segmenter(ABC):
             preprocess = preprocess.to_dict()
         card = {"segmenter": self.name, "sequences": list(self.sequences),
                 PREPROCESSING: None if preprocess is None else dict(preprocess), **fields}
-        card = validate_card(json.loads(json.dumps(card)), Path(out_dir) / CARD_FILE, "segmenter")
-        atomic_write_json(Path(out_dir) / CARD_FILE, {**card, "harmonix_version": __version__})
-        self.card = card
-        return card
+        written = write_card(Path(out_dir) / CARD_FILE, {**card, "harmonix_version": __version__},
+                             "segmenter")
+        self.card = {k: v for k, v in written.items() if k != "harmonix_version"}
+        return self.card
 
     @staticmethod
     def read_card(path: Path) -> dict[str, Any]:
@@ -218,7 +217,7 @@ class ImageMetric(Metric):
 
 class ImageSetMetric(Metric):
     """Two sets of slices, one value (e.g. FID): evaluation computes :meth:`features` once per
-    set and :meth:`distance` for every comparison (the design of :mod:`harmonix.evaluate.fid`)."""
+    set and :meth:`distance` for every comparison (the design of :mod:`harmonix.evaluation.fid`)."""
 
     @abstractmethod
     def features(self, slices: np.ndarray) -> np.ndarray:
@@ -242,21 +241,23 @@ METRIC_KINDS: dict[str, type[Metric]] = {
 class Trainer(ABC):
     """Trains a :class:`Generator` and rebuilds one from its checkpoint.
 
-    Registered as the class and built with no arguments. ``harmonix train`` calls
-    :meth:`train` with every option of the command as a keyword (``data``, ``out``, ``size``,
-    ``spacing``, ``iters``, ``backbone``, ...; a trainer uses those that apply). The run folder
-    (or its ``checkpoints/iter_N/``) must hold a generator ``model_card.json`` of
+    Registered as the class and built with no arguments. ``harmonix train`` builds one
+    :class:`~harmonix.requests.TrainRequest` from its options and calls :meth:`train` with it:
+    every trainer receives ``data``, ``out``, ``backbone``, ``preset``, ``iters``,
+    ``batch_size``, ... as typed fields, and its own options (``--trainer-option KEY=VALUE``) in
+    ``request.options``, which it checks (an unknown key is a ``ValueError`` naming it). The run
+    folder (or its ``checkpoints/iter_N/``) must hold a generator ``model_card.json`` of
     :mod:`harmonix.cards`'s schema whose ``"trainer"`` is :attr:`name`:
-    :func:`harmonix.models.checkpoints.load_generator` reads it and calls :meth:`load_generator` of
-    that trainer. Its ``"image_size"`` and ``"preprocessing"`` tell harmonize and evaluate how to
-    preprocess cases for the generator.
+    :func:`harmonix.models.checkpoints.load_generator` reads it and calls :meth:`load_generator`
+    of that trainer. Its ``"image_size"`` and ``"preprocessing"`` tell harmonize and evaluate
+    how to preprocess cases for the generator.
     """
 
     name: ClassVar[str]  # the registered name, recorded as the card's "trainer"
 
     @abstractmethod
-    def train(self, **options: Any) -> Path:
-        """Run (or resume) training; returns the run directory."""
+    def train(self, request: TrainRequest) -> Path:
+        """Run (or with ``request.resume`` continue) training; returns the run directory."""
 
     @abstractmethod
     def load_generator(self, path: Path, device: str = "cpu") -> Generator:

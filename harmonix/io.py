@@ -1,7 +1,10 @@
-"""Atomic writes (a temporary file in the target folder, then ``os.replace``) and file digests.
+"""Atomic writes (a temporary file in the target folder, then ``os.replace``), the names of
+temporary files, whether the process that left one is alive, and file digests.
 
-An interrupted write (Ctrl-C, a crash) leaves at most a ``*.tmp-*`` file, never a half-written
-output under the final name.
+An interrupted write (Ctrl-C, a crash) leaves at most a ``.tmp-PID-NAME`` file or folder, never a
+half-written output under the final name. Every temporary name harmonix writes is made by
+:func:`temp_name` and read back by :func:`parse_temp_name` (one name order: the process id first,
+the final name last, so that its suffixes, ``.nii.gz``, stay at the end).
 """
 
 from __future__ import annotations
@@ -9,11 +12,47 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+#: the kinds of temporary name: ``tmp`` (being written) and ``old`` (being replaced)
+TEMP_KINDS = ("tmp", "old")
+_TEMP_NAME = re.compile(r"\.(tmp|old)-(\d+)-(.+)", re.DOTALL)
+
+
+def temp_name(name: str, pid: int | None = None, *, kind: str = "tmp") -> str:
+    """The temporary name of file or folder ``name`` of process ``pid`` (default: this one):
+    ``.tmp-PID-NAME`` (``kind="old"``: ``.old-PID-NAME``, a folder being swapped out)."""
+    if kind not in TEMP_KINDS:
+        raise ValueError(f"unknown kind of temporary name {kind!r}; use {', '.join(TEMP_KINDS)}")
+    if not name:
+        raise ValueError("a temporary name needs the final name")
+    return f".{kind}-{os.getpid() if pid is None else int(pid)}-{name}"
+
+
+def parse_temp_name(filename: str, kind: str = "tmp") -> tuple[str, int] | None:
+    """``(name, pid)`` of a :func:`temp_name` of ``kind``, or ``None`` for any other name."""
+    match = _TEMP_NAME.fullmatch(filename)
+    if match is None or match.group(1) != kind:
+        return None
+    return match.group(3), int(match.group(2))
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this machine exists (one of another user counts as alive)."""
+    if pid <= 0:  # 0 and negative numbers name process groups, never a process that wrote a file
+        return False
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):  # gone, or larger than any process id
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
 
 
 @contextmanager
@@ -22,7 +61,7 @@ def atomic_path(path: str | Path):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # keep the suffixes so that writers that look at them (nibabel: .nii.gz) behave the same
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    tmp = path.with_name(temp_name(path.name))
     try:
         yield tmp
         os.replace(tmp, path)
@@ -33,19 +72,19 @@ def atomic_path(path: str | Path):
 
 @contextmanager
 def atomic_folder(path: str | Path):
-    """Yield an empty temporary folder ``.tmp-NAME-PID`` next to ``path``; if the block succeeds
+    """Yield an empty temporary folder ``.tmp-PID-NAME`` next to ``path``; if the block succeeds
     it takes ``path``'s place (an existing ``path`` is swapped out, then removed), else it is
     removed. Readers see the old folder or the complete new one, never a half-written one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
+    tmp = path.with_name(temp_name(path.name))
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
     try:
         yield tmp
         if path.exists():
-            old = path.with_name(f".old-{path.name}-{os.getpid()}")
+            old = path.with_name(temp_name(path.name, kind="old"))
             os.replace(path, old)
             os.replace(tmp, path)
             shutil.rmtree(old)

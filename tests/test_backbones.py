@@ -173,9 +173,14 @@ def test_a_size_that_is_not_a_multiple_raises_value_error_naming_it(name):
 
 
 @pytest.mark.parametrize("name", BUILTIN)
-def test_builtin_default_presets_work_at_the_paper_size(name):
+def test_builtin_default_presets_are_the_paper_preset_and_work_at_its_size(name):
+    from harmonix.backbones import DEFAULT_PRESET
+
     torch.manual_seed(0)
     net = harmonix.build_backbone(name).eval()
+    paper = harmonix.build_backbone(name, preset="paper")
+    assert DEFAULT_PRESET == "paper" and sum(p.numel() for p in net.parameters()) == sum(
+        p.numel() for p in paper.parameters())
     assert 176 % net.size_multiple == 0
     x, _ = inputs(176, batch=1)
     style = torch.randn(1, 64)  # the factories' default style_dim
@@ -228,7 +233,7 @@ def test_builtin_factories_refuse_bad_configurations(name):
 def test_swin_fast_preset_tiles_176_with_shifted_windows_of_11():
     from timm.models.swin_transformer import SwinTransformerBlock
 
-    net = harmonix.build_backbone("swin")
+    net = harmonix.build_backbone("swin", preset="fast")
     blocks = [m for m in net.modules() if isinstance(m, SwinTransformerBlock)]
     grids = {tuple(b.input_resolution) for b in blocks}
     assert grids == {(44, 44), (22, 22), (11, 11)}

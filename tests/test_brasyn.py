@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harmonix.evaluate import brasyn
-from harmonix.evaluate.scenarios import parse_kinds
+from harmonix.evaluation import brasyn
+from harmonix.evaluation.scenarios import parse_kinds
 
 SEQUENCES = ("t1", "t1ce", "t2", "flair")
 

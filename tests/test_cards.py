@@ -13,9 +13,9 @@ import harmonix
 from harmonix import cards
 from harmonix.data.preprocess import PreprocessConfig
 from harmonix.errors import CheckpointError
-from harmonix.evaluate.segmentation import load_segmenter, segmenter_preprocess
 from harmonix.models import checkpoints
 from harmonix.plugins import get_segmenter
+from harmonix.segmentation import load_segmenter, segmenter_preprocess
 
 ROOT = Path(__file__).parents[1]
 GENERATOR = {"trainer": "ummgat", "domains": ["brats/t1", "brats/t2"], "image_size": 32,
@@ -92,11 +92,11 @@ def test_the_old_preprocess_key_is_read_as_preprocessing(tmp_path):
 def test_an_old_segmenter_checkpoint_loads_with_its_preprocessing(tmp_path):
     out = tmp_path / "seg"
     model = get_segmenter("unet2d")(("t1", "t2"), channels=(4, 8, 16), dropout=0.0)
-    model.card = {**edited(SEGMENTER, "preprocessing"), "options": {"channels": [4, 8, 16],
-                                                                    "dropout": 0.0}}
-    model.card["preprocess"] = SEGMENTER["preprocessing"]  # as harmonix wrote it before
+    model.card = {**SEGMENTER, "options": {"channels": [4, 8, 16], "dropout": 0.0}}
     model.save(out)
-    assert "preprocess" in json.loads((out / cards.CARD_FILE).read_text())
+    card = json.loads((out / cards.CARD_FILE).read_text())
+    card["preprocess"] = card.pop("preprocessing")  # as harmonix wrote it before
+    (out / cards.CARD_FILE).write_text(json.dumps(card))
     loaded = load_segmenter(out)
     assert segmenter_preprocess(loaded) == PreprocessConfig(spacing=4.0, crop_shape=(48, 48, 39))
 
@@ -143,3 +143,51 @@ def test_a_trainer_cannot_save_a_card_that_would_not_load(tmp_path):
         checkpoints.save_checkpoint(tmp_path / "run", 1, tensors={"w": torch.zeros(1)},
                                     card={"trainer": "mine"})
     assert not (tmp_path / "run").exists()
+
+
+def test_write_card_checks_the_card_and_leaves_a_bad_one_unwritten(tmp_path):
+    file = tmp_path / cards.CARD_FILE
+    written = cards.write_card(file, {**SEGMENTER, "sequences": ("t1", "t2")}, "segmenter")
+    assert written["sequences"] == ["t1", "t2"]  # as JSON
+    assert cards.load_card(file, "segmenter") == written
+    with pytest.raises(CheckpointError, match="'sequences' is missing"):
+        cards.write_card(file, edited(SEGMENTER, "sequences"), "segmenter")
+    with pytest.raises(CheckpointError, match="not a segmenter's"):
+        cards.write_card(file, GENERATOR, "segmenter")
+    assert cards.load_card(file, "segmenter") == written  # left as it was
+    assert [p.name for p in tmp_path.iterdir()] == [cards.CARD_FILE]
+
+
+def test_every_card_read_and_write_goes_through_cards_py():
+    """No raw ``json.loads`` of a card, nor a card written without the schema check."""
+    sources = {p: p.read_text() for d in ("harmonix", "plugins") for p in (ROOT / d).rglob("*.py")}
+    card = r"[^,)]*(?:card|CARD_FILE|model_card\.json)"
+    raw = re.compile(rf"json\.loads?\({card}|(?:atomic_write_json|atomic_write_text)\({card}|"
+                     rf"write_text\(\s*json\.dumps\({card}|CARD_FILE\)\.write_(?:text|bytes)\(",
+                     re.I)
+    found = [f"{p.relative_to(ROOT)}: {m.group(0)}" for p, s in sources.items()
+             if p != ROOT / "harmonix" / "cards.py" for m in raw.finditer(s)]
+    assert not found, found
+
+
+def test_the_demo_reads_its_segmenter_card_through_the_schema(tmp_path):
+    from harmonix.demo import _finished
+
+    folder = tmp_path / "segmenter"
+    assert not _finished(folder, 1)
+    write_card(folder, {**SEGMENTER, "iteration": 3})
+    assert _finished(folder, 3) and not _finished(folder, 4)
+    write_card(folder, edited(SEGMENTER, "iteration", "three"))
+    with pytest.raises(CheckpointError, match="'iteration' must be a whole number"):
+        _finished(folder, 3)
+    write_card(folder, GENERATOR)
+    with pytest.raises(CheckpointError, match="not a segmenter's"):
+        _finished(folder, 3)
+
+
+def test_a_segmenter_plugin_cannot_save_a_card_that_would_not_load(tmp_path):
+    segmenter = get_segmenter("unet2d")(["t1", "t2"], channels=(4, 8))
+    segmenter.card = {**SEGMENTER, "iteration": -1}
+    with pytest.raises(CheckpointError, match="'iteration' must be a whole number >= 0"):
+        segmenter.save(tmp_path / "seg")
+    assert not (tmp_path / "seg" / cards.CARD_FILE).exists()

@@ -191,7 +191,7 @@ def test_plugins_json(run):
 @pytest.fixture(scope="module")
 def segmenter(built, tmp_path_factory) -> Path:
     from harmonix.data.preprocess import PreprocessConfig
-    from harmonix.evaluate.segmentation import train_segmenter
+    from harmonix.segmentation import train_segmenter
 
     config = PreprocessConfig(spacing=4.0, crop_shape=(48, 48, 39))
     return train_segmenter(built, tmp_path_factory.mktemp("seg") / "seg", segmenter="unet2d",
@@ -279,16 +279,17 @@ def test_every_batch_option_is_batch_size_and_every_device_defaults_to_auto():
 
 
 def test_train_batch_is_a_hidden_deprecated_alias(run, monkeypatch, tmp_path):
-    import harmonix.cli.train
+    import harmonix.plugins
 
     seen = {}
-    trainer = SimpleNamespace(train=lambda **kwargs: seen.update(kwargs) or tmp_path / "run")
-    monkeypatch.setattr(harmonix.cli.train, "build_trainer", lambda name: trainer)
+    trainer = SimpleNamespace(train=lambda request: seen.update(request=request) or tmp_path)
+    monkeypatch.setattr(harmonix.plugins, "build_trainer", lambda name: trainer)
     result = run("train", "--data", tmp_path, "--out", tmp_path / "run", "--batch", "3")
     assert result.exit_code == 0, result.output
-    assert seen["batch"] == 3 and "--batch is deprecated; use --batch-size" in result.stderr
+    assert seen["request"].batch_size == 3
+    assert "--batch is deprecated; use --batch-size" in result.stderr
     result = run("train", "--data", tmp_path, "--out", tmp_path / "run", "--batch-size", "5")
-    assert seen["batch"] == 5 and "deprecated" not in result.output
+    assert seen["request"].batch_size == 5 and "deprecated" not in result.output
     assert "--batch " not in run("train", "--help").stdout
 
 

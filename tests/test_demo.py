@@ -17,8 +17,8 @@ import pytest
 
 from harmonix.data.site import read_site
 from harmonix.demo import PROFILES, run_demo
-from harmonix.evaluate.fidelity import BASELINES, METRICS, VERDICT
-from harmonix.evaluate.targets import SUMMARY_COLUMNS
+from harmonix.evaluation.fidelity import BASELINES, METRICS, VERDICT
+from harmonix.evaluation.targets import SUMMARY_COLUMNS
 from harmonix.models.checkpoints import latest_checkpoint
 
 #: what the smoke profile sizes; everything else (training options, scenarios) is validate's
@@ -175,7 +175,7 @@ def test_paper_profile_is_the_papers_recipe():
     paper = PROFILES["paper"]
     assert (paper.spacing, paper.crop_shape) == (1.0, (176, 176, 155))
     assert (paper.batch, paper.iters, paper.backbone) == (8, 20_000, "swin")
-    assert not paper.train_options  # the recipe's defaults: lr 1e-4, Adam(0, 0.99), EMA 0.999
+    assert not paper.recipe  # the recipe's defaults: lr 1e-4, Adam(0, 0.99), EMA 0.999
     assert paper.test_cases and paper.local_test_cases  # held out by harmonix split
 
 

@@ -49,7 +49,7 @@ def test_validation_doc_quotes_its_summary_csv():
     """docs/validation.md's per-scenario table is the committed summary.csv of the run."""
     import pandas as pd
 
-    from harmonix.evaluate.targets import SUMMARY_COLUMNS
+    from harmonix.evaluation.targets import SUMMARY_COLUMNS
 
     docs = ROOT / "docs"
     summary = pd.read_csv(docs / "validation" / "summary.csv")

@@ -17,25 +17,26 @@ from harmonix.data.preprocess import PreprocessConfig, preprocess_case
 from harmonix.data.site import read_site
 from harmonix.data.split import split_site
 from harmonix.data.synth import synthesize_site
-from harmonix.evaluate.cases import lesion_crops
-from harmonix.evaluate.scenarios import (
+from harmonix.evaluation.cases import lesion_crops
+from harmonix.evaluation.scenarios import (
     SEQUENCES,
     fixed_scenarios,
     parse_kinds,
     random_distribution,
     random_missing,
 )
-from harmonix.evaluate.strategies import (
+from harmonix.evaluation.strategies import (
     GeneratedFiller,
     copy_fill,
     copy_sources,
     parse_strategies,
     sequence_correlations,
 )
-from harmonix.evaluate.targets import headline
+from harmonix.evaluation.targets import headline
 from harmonix.harmonization.fusion import FillPolicy
 from harmonix.interfaces import Generator
 from harmonix.registry import load_registry
+from harmonix.requests import TrainRequest
 
 CONFIG = PreprocessConfig(spacing=4.0, crop_shape=(48, 48, 39))
 
@@ -190,8 +191,8 @@ def world(tmp_path_factory):
     """A BraTS-like site split (harmonix split) into training and test cases, a local site
     split alike; a UMMGAT run (2 iterations) and a 2D U-Net segmenter (3 iterations) trained on
     the training parts only."""
-    from harmonix.evaluate.segmentation import train_segmenter
     from harmonix.plugins import build_trainer
+    from harmonix.segmentation import train_segmenter
 
     root = tmp_path_factory.mktemp("evaluate")
     brats = synthesize_site(root / "brats", 5, center="brats", seed=0, spacing=4.0, workers=1)
@@ -200,12 +201,12 @@ def world(tmp_path_factory):
     brats_split = split_site(brats, root / "brats-split", test=3, seed=0)
     local_split = split_site(local, root / "local-split", test=2, seed=0)
     train, test = brats_split.train, brats_split.test
-    generator = build_trainer("ummgat").train(
+    generator = build_trainer("ummgat").train(TrainRequest(
         out=root / "gen", data=[train, local_split.train], backbone="swin",
-        backbone_options={"preset": "tiny"}, iters=2, batch=2, size=48, spacing=4.0,
-        pairing="all", style_dim=16, latent_dim=8, checkpoint_every=2, sample_every=1000,
-        progress=False,
-    )
+        backbone_options={"preset": "tiny"}, iters=2, batch_size=2, size=48, spacing=4.0,
+        pairing="all", checkpoint_every=2, sample_every=1000, progress=False,
+        options={"style_dim": 16, "latent_dim": 8},
+    ))
     segmenter = train_segmenter(train, root / "seg", segmenter="unet2d", preprocess=CONFIG,
                                 iters=3, options={"channels": (4, 8, 16)}, progress=False)
     return SimpleNamespace(root=root, train=train, test=test, local=local_split.test,
@@ -224,10 +225,11 @@ REGION_VALUES = {"WT": [1, 2, 4], "TC": [1, 4], "ET": [4]}
 
 def test_evaluate_end_to_end_writes_the_numbers_it_computed(world, monkeypatch):
     from harmonix import load_generator
-    from harmonix.evaluate.run import evaluate, load_results
-    from harmonix.evaluate.segmentation import load_segmenter
+    from harmonix.api import evaluate
+    from harmonix.evaluation.run import load_results
     from harmonix.harmonization.translate import fill_missing
     from harmonix.plugins import build_metric
+    from harmonix.segmentation import load_segmenter
 
     monkeypatch.setitem(sys.modules, "umap", None)  # umap-learn is optional: skipped with a note
     out = world.root / "report"
@@ -375,7 +377,8 @@ def test_evaluate_end_to_end_writes_the_numbers_it_computed(world, monkeypatch):
 def test_generated_strategy_follows_sources_and_reference(world, tmp_path):
     """``sources`` picks the source of every fill; ``reference`` replaces the mapper's codes by
     codes of real target-domain slices (so the generated volumes change) and is recorded."""
-    from harmonix.evaluate.run import evaluate, load_results
+    from harmonix.api import evaluate
+    from harmonix.evaluation.run import load_results
 
     runs = {}
     for name, options in (("latent", {}), ("sources", {"sources": ["flair", "t2", "t1ce", "t1"]}),
@@ -430,8 +433,8 @@ def test_lesion_crops_resize_the_lesion_square_to_the_slice():
 
 
 def test_umap_figure_and_codes(tmp_path):
-    from harmonix.evaluate.codes import collect_codes, umap_embedding
-    from harmonix.evaluate.report import plot_umap
+    from harmonix.evaluation.codes import collect_codes, umap_embedding
+    from harmonix.evaluation.report import plot_umap
 
     generator = CountingGenerator(["brats/t1", "brats/t2"])
     rng = np.random.default_rng(0)
@@ -447,9 +450,9 @@ def test_umap_figure_and_codes(tmp_path):
 
 def test_lesion_codes_beside_whole_image_codes(tmp_path):
     """Fig. 2d: lesion-masked real and generated slices go through E's lesion head."""
-    from harmonix.evaluate.cases import SliceBank
-    from harmonix.evaluate.codes import bank_groups, collect_codes
-    from harmonix.evaluate.report import plot_umap
+    from harmonix.evaluation.cases import SliceBank
+    from harmonix.evaluation.codes import bank_groups, collect_codes
+    from harmonix.evaluation.report import plot_umap
 
     generator = CountingGenerator(["brats/t1", "brats/t2"])
     rng = np.random.default_rng(1)
@@ -493,7 +496,7 @@ def _noisy_copy(site, out, sequence, seed=0):
 
 
 def test_filled_case_mask_is_independent_of_the_missing_sequences(world, tmp_path):
-    from harmonix.evaluate.cases import CaseVariants
+    from harmonix.evaluation.cases import CaseVariants
 
     noisy = _noisy_copy(world.test, tmp_path / "noisy", "flair")
     present = ["t1", "t1ce", "t2"]
@@ -515,8 +518,8 @@ def test_filled_case_mask_is_independent_of_the_missing_sequences(world, tmp_pat
 def test_overlap_with_training_is_refused_by_id_and_by_content(world, tmp_path):
     import shutil
 
-    from harmonix.evaluate.provenance import OverlapError
-    from harmonix.evaluate.run import evaluate
+    from harmonix.api import evaluate
+    from harmonix.evaluation.provenance import OverlapError
 
     quick = dict(segmenter=world.segmenter, scenarios="single", strategies="complete,copy",
                  fid_slices=0, umap=False, overlays=0, progress=False)
@@ -541,15 +544,15 @@ def test_overlap_with_training_is_refused_by_id_and_by_content(world, tmp_path):
 
 
 def report_settings_of(out):
-    from harmonix.evaluate.results import report_settings
+    from harmonix.evaluation.results import report_settings
 
     return report_settings(out)
 
 
 def test_copy_choice_never_looks_at_the_test_cases(world, tmp_path):
-    from harmonix.evaluate.provenance import OverlapError, clinical_mapping, copy_mapping
-    from harmonix.evaluate.run import evaluate
-    from harmonix.evaluate.segmentation import load_segmenter
+    from harmonix.api import evaluate
+    from harmonix.evaluation.provenance import OverlapError, clinical_mapping, copy_mapping
+    from harmonix.segmentation import load_segmenter
 
     quick = dict(segmenter=world.segmenter, scenarios="double", strategies="copy",
                  fid_slices=0, umap=False, overlays=0, progress=False)
@@ -574,8 +577,8 @@ def test_copy_choice_never_looks_at_the_test_cases(world, tmp_path):
     assert copy_sources(table, ["t1", "t1ce"], ["t2", "flair"]) == {"t1": "t2", "t1ce": "t2"}
     pd.testing.assert_frame_equal(table, clinical_mapping(SEQUENCES))
     # sites given to measure correlations on must not hold test cases
-    from harmonix.evaluate.provenance import case_records
-    from harmonix.evaluate.segmentation import prepare_site
+    from harmonix.evaluation.provenance import case_records
+    from harmonix.segmentation import prepare_site
 
     records = case_records(prepare_site(world.test, CONFIG, sequences=SEQUENCES))
     with pytest.raises(OverlapError, match="test cases"):

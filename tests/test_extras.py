@@ -12,6 +12,7 @@ import pytest
 
 from harmonix.extras import MissingExtraError
 from harmonix.models import checkpoints as ckpt
+from harmonix.requests import TrainRequest
 
 SPACING, SIZE = 6.0, 32
 
@@ -33,11 +34,11 @@ def site(tmp_path_factory):
 def _train(site, run):
     from harmonix.plugins import build_trainer
 
-    return build_trainer("ummgat").train(
+    return build_trainer("ummgat").train(TrainRequest(
         out=run, data=[site], backbone="swin", backbone_options={"preset": "tiny"}, iters=1,
-        batch=2, size=SIZE, spacing=SPACING, pairing="all", lam=False, device="cpu",
-        checkpoint_every=1, sample_every=1000, log_every=1, cache_dir=run.parent / "cache",
-        progress=False)
+        batch_size=2, size=SIZE, spacing=SPACING, pairing="all", lam=False, device="cpu",
+        checkpoint_every=1, sample_every=1000, progress=False,
+        options={"log_every": 1, "cache_dir": run.parent / "cache"}))
 
 
 def test_training_needs_no_tensorboard(site, tmp_path, monkeypatch):
@@ -67,7 +68,7 @@ def test_synth_without_its_extra_is_one_clear_error(package, tmp_path, monkeypat
 
 
 def test_figures_without_matplotlib_name_the_evaluate_extra(tmp_path, monkeypatch):
-    from harmonix.evaluate.figures import plot_umap
+    from harmonix.evaluation.figures import plot_umap
 
     table = pd.DataFrame({"target": ["a"] * 2, "kind": ["real"] * 2, "source": ["real"] * 2,
                           "x": [0.0, 1.0], "y": [1.0, 0.0]})
@@ -78,7 +79,7 @@ def test_figures_without_matplotlib_name_the_evaluate_extra(tmp_path, monkeypatc
 
 
 def test_umap_note_names_the_extra(monkeypatch):
-    from harmonix.evaluate.codes import umap_embedding
+    from harmonix.evaluation.codes import umap_embedding
 
     _unimportable(monkeypatch, "umap")
     embedding, note = umap_embedding(np.random.default_rng(0).normal(size=(6, 3)))

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harmonix.evaluate.fidelity import (
+from harmonix.evaluation.fidelity import (
     BASELINES,
     METRICS,
     VERDICT,
@@ -15,7 +15,7 @@ from harmonix.evaluate.fidelity import (
     remapped,
     scores,
 )
-from harmonix.evaluate.results import Evaluation
+from harmonix.evaluation.results import Evaluation
 
 
 def _volumes(seed: int = 0):

@@ -170,7 +170,7 @@ def test_harmonize_fill_case_and_evaluate_fill_identical_voxels(built, fill):
     """One case, the card's policy (single) or fused: harmonize's file, fill_case's image and
     the evaluation's filler (on the preprocessed grid, restored) hold the same voxels."""
     from harmonix.data.preprocess import preprocess_case, restore
-    from harmonix.evaluate.strategies import GeneratedFiller
+    from harmonix.evaluation.strategies import GeneratedFiller
     from harmonix.harmonization.translate import preprocess_config_from_card, resolve_target
     from harmonix.models.checkpoints import load_generator
 

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
+from harmonix.api import harmonize
 from harmonix.data.preprocess import PreprocessConfig, preprocess_case
 from harmonix.harmonization.outputs import CASE_RECORD, STAGING_MARKER, card_hash, read_manifest
-from harmonix.harmonization.pipeline import harmonize_site
 from harmonix.harmonization.translate import fill_missing, plan_translations, resolve_target
 from harmonix.interfaces import Generator
 
@@ -184,7 +184,7 @@ def test_every_case_complete_on_its_own_grid_and_flagged(site, tmp_path):
     set_writable(site, False)  # a read-only input works
     out = tmp_path / "out"
     try:
-        result = harmonize_site(site, target="brats", model=InvertingGenerator(), out=out)
+        result = harmonize(site, target="brats", model=InvertingGenerator(), out=out)
     finally:
         set_writable(site, True)
     assert result.ok and result.count("done") == 4
@@ -244,7 +244,7 @@ def test_odd_real_world_grid_is_kept(built_in, tmp_path):
         moved = resample_from_to(image, ((256, 256, 25), affine), order=1)
         data = np.asarray(moved.dataobj).round().astype(np.int16)
         nib.Nifti1Image(data, affine).to_filename(site / "odd001" / f"odd001_{seq}.nii.gz")
-    result = harmonize_site(site, target="brats", model=InvertingGenerator(), out=tmp_path / "out")
+    result = harmonize(site, target="brats", model=InvertingGenerator(), out=tmp_path / "out")
     assert result.ok, result.rows
     source = nib.load(site / "odd001" / "odd001_t1.nii.gz")
     assert nib.aff2axcodes(source.affine) == ("L", "P", "S")
@@ -297,20 +297,20 @@ def test_rerun_skips_and_overwrite_regenerates(site, tmp_path):
     def files():  # inode and mtime: a rewritten file differs in one of them (copies keep mtime)
         return {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in out.rglob("*.nii.gz")}
 
-    harmonize_site(site, target="brats", model=generator, out=out)
+    harmonize(site, target="brats", model=generator, out=out)
     first = files()
     generator.calls.clear()
-    again = harmonize_site(site, target="brats", model=generator, out=out)
+    again = harmonize(site, target="brats", model=generator, out=out)
     assert again.count("skipped") == 4 and not generator.calls
     assert files() == first
     assert len(read_manifest(out / "manifest.csv")) == len(again.rows) > 0
-    redo = harmonize_site(site, target="brats", model=generator, out=out, overwrite=True)
+    redo = harmonize(site, target="brats", model=generator, out=out, overwrite=True)
     assert redo.count("done") == 4 and generator.calls
     now = files()
     assert now.keys() == first.keys() and all(now[p] != first[p] for p in first)
     # other settings are another job: the cases are redone without --overwrite
     generator.calls.clear()
-    other = harmonize_site(site, target="brats", model=generator, out=out, sources=["t2", "t1"])
+    other = harmonize(site, target="brats", model=generator, out=out, sources=["t2", "t1"])
     assert other.count("done") == 4 and generator.calls
     no_leftovers(out)
 
@@ -328,7 +328,7 @@ def test_interrupt_leaves_no_partial_file(site, tmp_path):
 
     generator.translate = interrupting
     with pytest.raises(KeyboardInterrupt):
-        harmonize_site(site, target="brats", model=generator, out=out, batch_size=16)
+        harmonize(site, target="brats", model=generator, out=out, batch_size=16)
     no_leftovers(out)
     assert (out / ids[0] / CASE_RECORD).exists()
     assert not (out / ids[1]).exists()  # the interrupted case is absent, not half there
@@ -344,7 +344,7 @@ def test_interrupt_leaves_no_partial_file(site, tmp_path):
     foreign = out / f".partial-notes-{dead.pid}"  # named alike but not harmonix's: kept
     foreign.mkdir()
     generator.translate = original
-    resumed = harmonize_site(site, target="brats", model=generator, out=out)
+    resumed = harmonize(site, target="brats", model=generator, out=out)
     assert resumed.count("skipped") == 1 and resumed.count("done") == 3
     assert list(out.glob(".partial-*")) == [foreign]
 
@@ -354,7 +354,7 @@ def test_align_keeps_originals_and_flags_aligned(built_in, tmp_path):
     case_id = case_dirs(site)[0].name
     generator = InvertingGenerator(domains=(*BRATS_DOMAINS, "local/t1", "local/t2"))
     out = tmp_path / "out"
-    result = harmonize_site(site, target="brats", model=generator, out=out, align=True)
+    result = harmonize(site, target="brats", model=generator, out=out, align=True)
     assert result.ok
     by_status = {(r.sequence, r.status): r for r in result.rows}
     assert {seq for seq, status in by_status if status == "aligned"} == {"t1", "t2"}
@@ -382,7 +382,7 @@ def test_reference_guidance_and_center_fallback(built_in, tmp_path):
     reference = copy_site(built_in, "brats", tmp_path / "reference", n_cases=1)
     generator = InvertingGenerator()
     out = tmp_path / "out"
-    result = harmonize_site(site, target="brats", model=generator, out=out, reference=reference,
+    result = harmonize(site, target="brats", model=generator, out=out, reference=reference,
                             center="hospital-x")
     assert generator.calls and all(has_reference for *_, has_reference in generator.calls)
     meta = json.loads((out / case_id / f"{case_id}_flair.json").read_text())
@@ -395,7 +395,7 @@ def test_generated_values_follow_the_model(site, tmp_path):
     """The fake model is 255 - source on the processed grid; back on the input grid the
     generated volume must be bright where the source is dark inside the brain and vice versa."""
     out = tmp_path / "out"
-    harmonize_site(site, target="brats", model=InvertingGenerator(), out=out)
+    harmonize(site, target="brats", model=InvertingGenerator(), out=out)
     case_id = case_dirs(site)[2].name
     t2 = np.asarray(nib.load(site / case_id / f"{case_id}_t2.nii.gz").dataobj, np.float32)
     t1 = np.asarray(nib.load(out / case_id / f"{case_id}_t1.nii.gz").dataobj)
@@ -501,14 +501,14 @@ def test_a_field_of_view_that_cuts_the_brain_fails_or_is_recorded(site, tmp_path
     or with a lower --min-coverage is written with its coverage in manifest and sidecar."""
     narrow = PreprocessConfig(spacing=4.0, crop_shape=(24, 24, 40))  # 96 mm across
     generator = InvertingGenerator(config=narrow)
-    failed = harmonize_site(site, target="brats", model=generator, out=tmp_path / "strict")
+    failed = harmonize(site, target="brats", model=generator, out=tmp_path / "strict")
     incomplete = [c for c in failed.cases if c.status != "done"]
     assert incomplete and all(c.status == "failed" for c in incomplete)
     message = incomplete[0].rows[0].message
     assert "field of view (96x96x160 mm" in message and "--min-coverage" in message
     assert not (tmp_path / "strict" / incomplete[0].case).exists()
 
-    loose = harmonize_site(site, target="brats", model=generator, out=tmp_path / "loose",
+    loose = harmonize(site, target="brats", model=generator, out=tmp_path / "loose",
                            min_coverage=0.0)
     assert loose.ok
     generated = [r for r in read_manifest(loose.manifest) if r.status == "generated"]
@@ -521,7 +521,7 @@ def test_a_field_of_view_that_cuts_the_brain_fails_or_is_recorded(site, tmp_path
 
 
 def test_full_field_of_view_records_full_coverage(site, tmp_path):
-    result = harmonize_site(site, target="brats", model=InvertingGenerator(), out=tmp_path / "o")
+    result = harmonize(site, target="brats", model=InvertingGenerator(), out=tmp_path / "o")
     generated = [r for r in read_manifest(result.manifest) if r.status == "generated"]
     assert generated and all(float(r.coverage) >= 0.99 for r in generated)
     assert not any("field of view" in r.message for r in generated)
@@ -529,13 +529,13 @@ def test_full_field_of_view_records_full_coverage(site, tmp_path):
 
 def test_own_case_folder_is_replaced_but_a_foreign_file_blocks_it(site, tmp_path):
     out = tmp_path / "out"
-    harmonize_site(site, target="brats", model=InvertingGenerator(), out=out)
+    harmonize(site, target="brats", model=InvertingGenerator(), out=out)
     case = sorted(p for p in out.iterdir() if p.is_dir() and not p.name.startswith("_"))[0]
-    redone = harmonize_site(site, target="brats", model=InvertingGenerator(), out=out,
+    redone = harmonize(site, target="brats", model=InvertingGenerator(), out=out,
                             overwrite=True)
     assert redone.ok and redone.count("done") == 4
     (case / "mine.txt").write_text("keep")
-    blocked = harmonize_site(site, target="brats", model=InvertingGenerator(), out=out,
+    blocked = harmonize(site, target="brats", model=InvertingGenerator(), out=out,
                              overwrite=True)
     assert blocked.failed == [case.name]
     assert "mine.txt was not written by harmonix" in blocked.cases[0].rows[0].message

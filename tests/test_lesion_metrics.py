@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harmonix.evaluate import artifacts, lesion
+from harmonix.evaluation import artifacts, lesion
 
 
 def phantom(shape=(24, 24, 8)):

@@ -278,7 +278,7 @@ def test_install_names_what_is_wrong_and_list_shows_broken_entries(home, tmp_pat
 
 # -- the card for people ---------------------------------------------------------------------------
 def test_report_figures_in_the_readme(built, tmp_path, cli):
-    from harmonix.evaluate.results import COLUMNS
+    from harmonix.evaluation.results import COLUMNS
 
     _, _, run, _, _ = built
     report = tmp_path / "report"
@@ -336,6 +336,25 @@ OPTIONAL = {"nilearn", "tensorboard", "umap-learn", "pytorch-fid", "fid-helper-p
 
 def _names(requirements) -> set[str]:
     return {Requirement(r).name.lower() for r in requirements}
+
+
+def test_model_storage_needs_no_pandas():
+    """``RECORD_KEY`` comes from its home (harmonix.data.fingerprint), not through the evaluation
+    (which imports pandas): importing the model packages and rendering a card leave pandas out."""
+    code = """
+import sys
+from harmonix.data.fingerprint import RECORD_KEY
+from harmonix.models import model_card, packages
+card = {"trainer": "ummgat", "domains": ["brats/t1"], "data": {"sites": ["/gone"], RECORD_KEY: {
+    "version": 1, "cases": [{"id": "c1", "center": "brats", "site": "brats", "files": {}}]}}}
+shipped = packages.package_card(card, "m", "generator")
+text = model_card.readme(shipped, "m")
+assert "1 case(s) from 1 site(s)" in text, text
+assert "pandas" not in sys.modules, "pandas imported"
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_core_install_leaves_demo_and_evaluation_packages_to_extras():

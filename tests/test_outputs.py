@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from harmonix.api import harmonize
 from harmonix.data.load import load_case
 from harmonix.data.preprocess import PreprocessConfig, preprocess_case
 from harmonix.data.site import read_site
@@ -22,7 +23,6 @@ from harmonix.errors import InputError
 from harmonix.harmonization.bids import DATASET_DIR
 from harmonix.harmonization.case_files import brain_on_input_grid
 from harmonix.harmonization.outputs import CASE_RECORD, read_manifest
-from harmonix.harmonization.pipeline import harmonize_site
 from harmonix.interfaces import Generator
 
 CONFIG = PreprocessConfig(spacing=4.0, crop_shape=(48, 48, 40))
@@ -93,7 +93,7 @@ def expected_from(site: Path, source: str):
 def test_generated_volume_is_on_its_source_scale_and_dtype(built_in, tmp_path):
     site, case_id = one_case(built_in, tmp_path / "site")
     out = tmp_path / "out"
-    result = harmonize_site(site, target="brats", model=IdentityGenerator(), out=out,
+    result = harmonize(site, target="brats", model=IdentityGenerator(), out=out,
                             sources=["t1"])
     assert result.ok, result.rows
     generated = nib.load(out / case_id / f"{case_id}_t2.nii.gz")
@@ -111,7 +111,7 @@ def test_generated_volume_is_on_its_source_scale_and_dtype(built_in, tmp_path):
     assert scale["like_file"] == f"{case_id}_t1.nii.gz"
     assert scale["low"] == pytest.approx(low) and scale["high"] == pytest.approx(high)
 
-    model = harmonize_site(site, target="brats", model=IdentityGenerator(), out=tmp_path / "m",
+    model = harmonize(site, target="brats", model=IdentityGenerator(), out=tmp_path / "m",
                            sources=["t1"], intensity="model")
     assert model.ok
     on_model = nib.load(tmp_path / "m" / case_id / f"{case_id}_t2.nii.gz")
@@ -141,7 +141,7 @@ def test_dtype_and_scaling_follow_the_source_file(built_in, tmp_path, kind):
         image.set_data_dtype(np.float32)
     image.to_filename(path)
     out = tmp_path / "out"
-    assert harmonize_site(site, target="brats", model=IdentityGenerator(), out=out,
+    assert harmonize(site, target="brats", model=IdentityGenerator(), out=out,
                           sources=["t1"]).ok
     generated = nib.load(out / case_id / f"{case_id}_t2.nii.gz")
     expected, _, brain = expected_from(site, "t1")
@@ -166,14 +166,14 @@ def test_the_input_extension_is_kept(built_in, tmp_path):
         nib.save(nib.load(path), path.with_name(path.name[:-3]))  # .nii.gz -> .nii
         path.unlink()
     out = tmp_path / "out"
-    result = harmonize_site(site, target="brats", model=IdentityGenerator(), out=out)
+    result = harmonize(site, target="brats", model=IdentityGenerator(), out=out)
     assert result.ok
     written = sorted(p.name for p in (out / case_id).iterdir() if not p.name.startswith("."))
     assert written == sorted([
         *(f"{case_id}_{s}.nii" for s in ("t1", "t1ce", "t2", "flair", "seg")),
         f"{case_id}_t2.json", f"{case_id}_flair.json"])
     assert {r.file.rsplit(".", 1)[-1] for r in read_manifest(result.manifest)} == {"nii"}
-    again = harmonize_site(site, target="brats", model=IdentityGenerator(), out=out)
+    again = harmonize(site, target="brats", model=IdentityGenerator(), out=out)
     assert again.count("skipped") == 1
 
 
@@ -205,7 +205,7 @@ def check_bids_name(path: Path) -> None:
 def test_bids_layout_is_a_derivatives_dataset(built_in, tmp_path):
     site = bids_site(built_in, tmp_path / "site")
     out = tmp_path / "out"
-    result = harmonize_site(site, target="brats", model=IdentityGenerator(), out=out,
+    result = harmonize(site, target="brats", model=IdentityGenerator(), out=out,
                             layout="bids")
     assert result.ok, result.rows
     dataset = out / DATASET_DIR
@@ -251,7 +251,7 @@ def test_bids_layout_is_a_derivatives_dataset(built_in, tmp_path):
     back = read_site(dataset)
     assert [c.id for c in back.cases] == ["sub-01", "sub-02_ses-1"] and back.ok
     assert all(set(c.sequences) == {"t1", "t1ce", "t2", "flair"} for c in back.cases)
-    again = harmonize_site(site, target="brats", model=IdentityGenerator(), out=out,
+    again = harmonize(site, target="brats", model=IdentityGenerator(), out=out,
                            layout="bids")
     assert again.count("skipped") == 2
 
@@ -259,7 +259,7 @@ def test_bids_layout_is_a_derivatives_dataset(built_in, tmp_path):
 def test_bids_layout_from_a_brats_site_and_a_foreign_description(built_in, tmp_path):
     site, case_id = one_case(built_in, tmp_path / "site")
     out = tmp_path / "out"
-    assert harmonize_site(site, target="brats", model=IdentityGenerator(), out=out,
+    assert harmonize(site, target="brats", model=IdentityGenerator(), out=out,
                           layout="bids").ok
     subject = "sub-" + case_id.replace("_", "")
     anat = out / DATASET_DIR / subject / "anat"
@@ -273,7 +273,7 @@ def test_bids_layout_from_a_brats_site_and_a_foreign_description(built_in, tmp_p
     mine = other / DATASET_DIR / "dataset_description.json"
     mine.write_text(json.dumps({"Name": "mine", "BIDSVersion": "1.9.0"}))
     with pytest.raises(InputError, match="not written by harmonix") as err:
-        harmonize_site(site, target="brats", model=IdentityGenerator(), out=other,
+        harmonize(site, target="brats", model=IdentityGenerator(), out=other,
                        layout="bids")
     assert err.value.path == mine and json.loads(mine.read_text())["Name"] == "mine"
     assert sorted(p.name for p in other.rglob("*")) == sorted(
@@ -287,10 +287,10 @@ def test_merge_aligned_gives_one_harmonized_site(built_in, tmp_path):
     case_id = cases(site)[0].name
     generator = IdentityGenerator(domains=(*BRATS, *LOCAL))
     out = tmp_path / "out"
-    apart = harmonize_site(site, target="brats", model=generator, out=out, align=True)
+    apart = harmonize(site, target="brats", model=generator, out=out, align=True)
     assert apart.ok and (out / "_aligned" / case_id / f"{case_id}_t1.nii.gz").is_file()
 
-    merged = harmonize_site(site, target="brats", model=generator, out=out, merge_aligned=True)
+    merged = harmonize(site, target="brats", model=generator, out=out, merge_aligned=True)
     assert merged.ok and merged.count("done") == 1  # other settings: redone
     assert not (out / "_aligned" / case_id).exists()  # harmonix's own, from the first run
     rows = {(r.sequence, r.status): r.file for r in merged.rows}
@@ -308,7 +308,7 @@ def test_merge_aligned_gives_one_harmonized_site(built_in, tmp_path):
     assert set(harmonized.cases[0].sequences) == {"t1", "t1ce", "t2", "flair"}
 
     (out / case_id / "_original" / "notes.txt").write_text("mine")
-    blocked = harmonize_site(site, target="brats", model=generator, out=out, merge_aligned=True,
+    blocked = harmonize(site, target="brats", model=generator, out=out, merge_aligned=True,
                              overwrite=True)
     assert blocked.failed == [case_id] and "notes.txt" in blocked.rows[0].message
     assert (out / case_id / "_original" / "notes.txt").read_text() == "mine"

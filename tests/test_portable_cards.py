@@ -11,6 +11,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from tiny_runs import ummgat_request
 
 from harmonix.cards import CARD_FILE, local_paths
 from harmonix.errors import CheckpointError, InputError
@@ -26,7 +27,7 @@ def _train(run, **options):
     kw = dict(backbone="swin", backbone_options={"preset": "tiny"}, iters=1, batch=2, size=SIZE,
               spacing=SPACING, pairing="all", lam=False, device="cpu", checkpoint_every=1,
               sample_every=1000, progress=False)
-    return build_trainer("ummgat").train(out=run, **{**kw, **options})
+    return build_trainer("ummgat").train(ummgat_request(run, **{**kw, **options}))
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +35,9 @@ def trained(tmp_path_factory):
     """A 3-case site at 6 mm, a 1-iteration UMMGAT run on it and a 1-iteration unet2d with the
     run's preprocessing."""
     from harmonix.data.synth import synthesize_site
-    from harmonix.evaluate.segmentation import train_segmenter
     from harmonix.harmonization.translate import preprocess_config_from_card
     from harmonix.models.checkpoints import load_generator
+    from harmonix.segmentation import train_segmenter
 
     root = tmp_path_factory.mktemp("portable")
     site = synthesize_site(root / "brats", 3, center="brats", spacing=SPACING, workers=1)
@@ -128,15 +129,15 @@ def test_runs_made_before_run_json_resume_from_the_card(trained, tmp_path):
 
 def test_overlap_is_found_from_the_record_after_the_site_has_gone(trained, tmp_path,
                                                                   monkeypatch):
+    from harmonix.api import evaluate
     from harmonix.data.fingerprint import case_record
     from harmonix.data.site import read_site
-    from harmonix.evaluate.provenance import (
+    from harmonix.evaluation.provenance import (
         OverlapError,
         check_overlap,
         generator_record,
         segmenter_record,
     )
-    from harmonix.evaluate.run import evaluate
 
     moved = tmp_path / "moved"
     shutil.copytree(trained.site, moved)  # the training site, under another name ...
@@ -171,7 +172,8 @@ def test_overlap_is_found_from_the_record_after_the_site_has_gone(trained, tmp_p
 
 
 def test_evaluation_json_names_models_not_local_folders(trained, tmp_path, monkeypatch):
-    from harmonix.evaluate.run import _describe, evaluate
+    from harmonix.api import evaluate
+    from harmonix.evaluation.run import _describe
     from harmonix.models.installed import MODELS_ENV
     from harmonix.models.packages import export_model, install_model
 
@@ -203,3 +205,23 @@ def test_a_resumed_runs_record_keeps_what_it_was_trained_on(trained):
     assert [c["id"] for c in merged["cases"]] == ["a"] + [
         f"BraTS19_SYN_{i:04d}" for i in (1, 2, 3)]
     assert data_record([trained.site], merged) == merged  # no case twice
+
+
+def test_merge_records_keeps_every_case_once_in_order():
+    from harmonix.data.fingerprint import RECORD_VERSION, merge_records
+
+    a = {"id": "a", "files": {"t1": "sha256:1"}}
+    a_other = {"id": "a", "files": {"t1": "sha256:2"}}  # same id, other content: another case
+    b = {"id": "b", "files": {}}
+    first = {"version": RECORD_VERSION, "cases": [a, b]}
+    merged = merge_records(first, None, {"cases": [dict(a), a_other]}, {})
+    assert merged == {"version": RECORD_VERSION, "cases": [a, b, a_other]}
+    assert merge_records(merged, first) == merged  # no case twice
+    assert merge_records() == merge_records(None) == {"version": RECORD_VERSION, "cases": []}
+
+
+def test_the_record_merge_has_one_home():
+    root = Path(__file__).parents[1]
+    sources = {p: p.read_text() for d in ("harmonix", "plugins") for p in (root / d).rglob("*.py")}
+    merges = [p for p, s in sources.items() if "seen.add(key)" in s]
+    assert merges == [root / "harmonix" / "data" / "fingerprint.py"]

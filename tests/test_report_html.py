@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harmonix.evaluate import html as report_html
-from harmonix.evaluate.figures import LABEL_COLOURS, LABEL_HEX
-from harmonix.evaluate.report import write_report
-from harmonix.evaluate.results import MAIN, NO_LAM, Evaluation
-from harmonix.evaluate.scenarios import fixed_scenarios, missing_text
+from harmonix.evaluation import html as report_html
+from harmonix.evaluation.figures import LABEL_COLOURS, LABEL_HEX
+from harmonix.evaluation.report import write_report
+from harmonix.evaluation.results import MAIN, NO_LAM, Evaluation
+from harmonix.evaluation.scenarios import fixed_scenarios, missing_text
 
 SEQUENCES = ("t1", "t1ce", "t2", "flair")
 CASES = [f"case{i}" for i in range(6)]
@@ -32,7 +32,7 @@ def _labels(rng, shape=(40, 40)) -> np.ndarray:
 
 
 def tiny_evaluation() -> Evaluation:
-    """An evaluation as :mod:`harmonix.evaluate.casework` fills one, made up (no model runs):
+    """An evaluation as :mod:`harmonix.evaluation.casework` fills one, made up (no model runs):
     three scenarios, three strategies, FID of two generators, UMAP codes and two examples."""
     rng = np.random.default_rng(0)
     scenarios = [s for s in fixed_scenarios() if len(s.missing) in (1, 3)][:3]

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
+import subprocess
+import sys
 
 import nibabel as nib
 import numpy as np
@@ -136,6 +140,18 @@ def test_bad_inputs_are_named(prepared, tmp_path):
 
 
 # -- CLI ---------------------------------------------------------------------------------------
+def test_the_segment_commands_load_the_workflow_only_when_run():
+    """``harmonix segment`` is harmonix.segmentation (no longer in evaluate); its command module
+    imports neither the workflow nor torch, so starting the CLI stays light."""
+    assert importlib.util.find_spec("harmonix.evaluation.segmentation") is None
+    code = ("import sys, harmonix.cli.segment; loaded = [m for m in "
+            "('torch', 'harmonix.segmentation', 'pandas') if m in sys.modules]; "
+            "assert not loaded, loaded")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
 def test_segment_cli_writes_labels_on_the_case_grid_in_the_site_convention(cli, site, tmp_path):
     seg_dir = tmp_path / "seg"
     result = cli("segment", "train", "--data", site, "--out", seg_dir, "--segmenter", "unet2d",

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from test_harmonize import InvertingGenerator, case_dirs, drop, manifest_rows, no_leftovers
 
+from harmonix.api import harmonize
 from harmonix.harmonization.outputs import STAGING_MARKER, mark_staging, read_manifest, remove_stale
-from harmonix.harmonization.pipeline import harmonize_site
 from harmonix.harmonization.shards import Shard, merge_manifest
 
 N_CASES = 5
@@ -36,7 +36,7 @@ def five(tmp_path_factory) -> Path:
 def unsharded(five, tmp_path_factory) -> str:
     """The manifest.csv of an unsharded run of ``five``."""
     out = tmp_path_factory.mktemp("unsharded") / "out"
-    assert harmonize_site(five, target="brats", model=InvertingGenerator(), out=out).ok
+    assert harmonize(five, target="brats", model=InvertingGenerator(), out=out).ok
     return (out / "manifest.csv").read_text()
 
 
@@ -79,7 +79,7 @@ def test_shards_then_merge_equal_an_unsharded_run(five, unsharded, tmp_path):
     ids = [d.name for d in case_dirs(five)]
     seen = []
     for k in (1, 2, 3):
-        result = harmonize_site(five, target="brats", model=InvertingGenerator(), out=out,
+        result = harmonize(five, target="brats", model=InvertingGenerator(), out=out,
                                 shard=f"{k}/3")
         assert result.ok and result.manifest == out / f"manifest.shard-{k}-of-3.csv"
         assert [c.case for c in result.cases] == ids[k - 1::3]
@@ -96,7 +96,7 @@ def test_shards_then_merge_equal_an_unsharded_run(five, unsharded, tmp_path):
     (out / "manifest.csv").unlink()
     merged = merge_manifest(out)
     assert (out / "manifest.csv").read_text() == unsharded and len(merged.parts) == 3
-    again = harmonize_site(five, target="brats", model=InvertingGenerator(), out=out, shard="2/3")
+    again = harmonize(five, target="brats", model=InvertingGenerator(), out=out, shard="2/3")
     assert again.count("skipped") == len(ids[1::3]) and again.merged is not None
     assert (out / "manifest.csv").read_text() == unsharded
 
@@ -115,7 +115,7 @@ def test_shards_running_at_once_on_one_out_do_not_interfere(five, unsharded, tmp
     def shard(k: int) -> None:
         try:
             start.wait()
-            results[k] = harmonize_site(five, target="brats", model=Slow(), out=out,
+            results[k] = harmonize(five, target="brats", model=Slow(), out=out,
                                         shard=f"{k}/3")
         except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
             errors.append(exc)
@@ -165,7 +165,7 @@ def test_bad_shard_values_are_usage_errors(value, five, tmp_path, cli, fake_mode
 def test_merge_refuses_what_is_not_a_complete_set_of_parts(five, tmp_path):
     out = tmp_path / "out"
     for k in (1, 2):
-        harmonize_site(five, target="brats", model=InvertingGenerator(), out=out, shard=f"{k}/2")
+        harmonize(five, target="brats", model=InvertingGenerator(), out=out, shard=f"{k}/2")
     assert (out / "manifest.csv").exists()
     part = out / "manifest.shard-1-of-2.csv"
     # a foreign manifest.csv is never replaced

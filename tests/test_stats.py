@@ -1,4 +1,4 @@
-"""harmonix.evaluate.stats against scipy / scikit-posthocs called directly on known data."""
+"""harmonix.evaluation.stats against scipy / scikit-posthocs called directly on known data."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import scikit_posthocs as sp
 from scipy.stats import friedmanchisquare, rankdata, wilcoxon
 
-from harmonix.evaluate.stats import (
+from harmonix.evaluation.stats import (
     all_statistics,
     block_statistics,
     cohens_d,

@@ -70,7 +70,7 @@ def test_the_example_registers_through_the_documented_contracts():
 
 
 def test_evaluate_runs_every_registered_metric_unless_named():
-    from harmonix.evaluate.metrics import select_metrics
+    from harmonix.evaluation.metrics import select_metrics
 
     every = select_metrics().by_kind()
     # hd95 runs only when asked; the official lesion-wise metrics when their extra is installed
@@ -153,9 +153,32 @@ def test_trainer_and_generator_work_through_the_interface_alone(sites, tmp_path,
                                                       rel=1e-5)
 
 
+def test_a_third_party_trainer_receives_the_request_and_rejects_unknown_options(sites, tmp_path,
+                                                                                cli):
+    from harmonix.cards import load_card
+
+    run = tmp_path / "moments"
+    result = cli("train", "--trainer", "moments", "--data", sites.train, "--out", run,
+                 "--size", "48", "--spacing", "4", "--iters", "1", "--backbone", "my-net")
+    assert result.exit_code == 0, result.output
+    card = load_card(run / "model_card.json", "generator")
+    assert card["request"] == {"iters": 1, "backbone": "my-net"}  # --iters and --backbone arrive
+    all_cases = load_card(_moments(sites, tmp_path / "all", cli), "generator")["moments"]
+    assert card["moments"] != all_cases  # --iters 1: the first case of the site only
+    result = cli("train", "--trainer", "moments", "--data", sites.train, "--out", tmp_path / "x",
+                 "--trainer-option", "depth_weight=2")
+    assert result.exit_code == 1 and "depth_weight" in result.output
+
+
+def _moments(sites, run, cli):
+    assert cli("train", "--trainer", "moments", "--data", sites.train, "--out", run,
+               "--size", "48", "--spacing", "4").exit_code == 0
+    return run / "model_card.json"
+
+
 def test_image_and_image_set_metrics_reach_the_tables_and_the_report(sites, tmp_path, cli):
-    from harmonix.evaluate.run import evaluate
-    from harmonix.evaluate.segmentation import train_segmenter
+    from harmonix.api import evaluate
+    from harmonix.segmentation import train_segmenter
 
     seg = train_segmenter(sites.train, tmp_path / "seg", segmenter="centroid",
                           preprocess=CONFIG, progress=False)
@@ -204,8 +227,8 @@ def test_docs_quote_the_example_package_verbatim():
 
 
 def test_a_generator_on_another_grid_is_refused_with_the_fix(sites, tmp_path, cli):
-    from harmonix.evaluate.run import evaluate
-    from harmonix.evaluate.segmentation import train_segmenter
+    from harmonix.api import evaluate
+    from harmonix.segmentation import train_segmenter
 
     seg = train_segmenter(sites.train, tmp_path / "seg", segmenter="centroid",
                           preprocess=CONFIG, progress=False)

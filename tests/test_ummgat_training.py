@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from tiny_runs import ummgat_request
 
 import harmonix
 import harmonix.errors
@@ -22,6 +23,7 @@ from harmonix.data.preprocess import PreprocessConfig, preprocess_case
 from harmonix.data.site import read_site
 from harmonix.data.synth import synthesize_site
 from harmonix.errors import InputError
+from harmonix.io import temp_name
 from harmonix.models import checkpoints as ckpt
 from harmonix.plugins import build_trainer
 from harmonix_ummgat.networks import ModelConfig
@@ -45,7 +47,8 @@ def brats(tmp_path_factory):
 def train(run, dataset, iters, **options):
     kw = dict(TINY_SWIN, iters=iters, batch=4, checkpoint_every=2, sample_every=1000, seed=3,
               progress=False)
-    return build_trainer("ummgat").train(out=run, dataset=dataset, **{**kw, **SMALL, **options})
+    request = ummgat_request(run, dataset=dataset, **{**kw, **SMALL, **options})
+    return build_trainer("ummgat").train(request)
 
 
 class Killed(Exception):
@@ -298,7 +301,7 @@ def test_resume_removes_a_killed_runs_temporary_checkpoint_and_keeps_the_run_set
     _, dataset = brats
     run = tmp_path / "run"
     train(run, dataset, 3, checkpoint_every=3, sample_every=1000)
-    stale = run / "checkpoints" / f".tmp-iter_000004-{_dead_pid()}"
+    stale = run / "checkpoints" / temp_name("iter_000004", _dead_pid())
     stale.mkdir()
     (stale / "model.safetensors").write_bytes(b"half written")
     foreign = run / "checkpoints" / ".tmp-notes"  # not a name harmonix writes: left alone

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Any
 
 from typer.testing import CliRunner
+
+from harmonix.requests import TrainRequest
 
 SPACING, SIZE = 6.0, 32
 
@@ -25,3 +29,20 @@ def train_tiny_run(site: Path, run: Path, spacing: float = SPACING, size: int = 
            "--spacing", spacing, "--pairing", "all", "--no-lam", "--device", "cpu",
            "--checkpoint-every", 1, "--sample-every", 1000, "--backbone-option", "preset=tiny")
     return run
+
+
+def ummgat_request(out: Path, **settings: Any) -> TrainRequest:
+    """A :class:`TrainRequest` for the ``ummgat`` trainer from flat test settings: request fields
+    as they are (``batch`` is ``batch_size``), recipe fields into ``recipe``, the rest (widths,
+    ``dataset``, ``callback``, ...) into the trainer's ``options``."""
+    from harmonix_ummgat.recipe import Recipe
+
+    fields = {f.name for f in dataclasses.fields(TrainRequest)}
+    recipe_fields = {f.name for f in dataclasses.fields(Recipe)}
+    if "batch" in settings:
+        settings["batch_size"] = settings.pop("batch")
+    recipe = dict(settings.pop("recipe", {}))
+    options = dict(settings.pop("options", {}))
+    given = {k: settings.pop(k) for k in list(settings) if k in fields}
+    recipe.update({k: settings.pop(k) for k in list(settings) if k in recipe_fields})
+    return TrainRequest(out=out, **given, recipe=recipe, options={**options, **settings})

@@ -35,7 +35,6 @@ from rich.logging import RichHandler
 from rich.markup import escape
 from typer.core import TyperArgument, TyperGroup, TyperOption
 
-from harmonix.device import DeviceError, resolve_device
 from harmonix.errors import HarmonixError
 from harmonix.progress import set_quiet as set_progress_quiet
 from harmonix.version import __version__
@@ -343,6 +342,8 @@ def root(
 
 # -- shared options ------------------------------------------------------------------------------
 def _device_callback(value: str) -> str:
+    from harmonix.device import DeviceError, resolve_device  # torch: only when a command runs
+
     try:
         return resolve_device(value)
     except DeviceError as exc:

@@ -91,22 +91,21 @@ def evaluate(
 
     Writes results.csv, statistics, figures, report.md and report.html into --out. Refuses test
     cases seen in training (see --allow-overlap)."""
-    from harmonix.evaluate.run import evaluate as run_evaluation
-    from harmonix.evaluate.text import power_note, verdict_lines
+    from harmonix.evaluation.request import EvaluateRequest  # torch: not for --help
+    from harmonix.evaluation.run import run_evaluation
+    from harmonix.evaluation.text import power_note, verdict_lines
 
     try:
-        result = run_evaluation(
-            data, segmenter=segmenter, out=out, generator=generator,
-            scenarios=_protocol_scenarios(protocol, scenarios),
-            strategies=strategies, generator_no_lam=generator_no_lam,
+        result = run_evaluation(EvaluateRequest(
+            data=data, segmenter=segmenter, out=out, generator=generator,
+            generator_no_lam=generator_no_lam,
+            scenarios=_protocol_scenarios(protocol, scenarios), strategies=strategies,
             cross_center_data=cross_center_data, correlation_data=correlation_data or None,
             target=target, seed=seed, device=device, max_cases=max_cases,
             fid_slices=fid_slices, umap=umap, hd95=hd95, metrics=metric or None,
-            overlays=overlays, batch_size=batch_size, allow_overlap=allow_overlap, progress=True,
-            sources=_sources(sources),
-            reference=reference,
-            fill=fill,
-        )
+            overlays=overlays, batch_size=batch_size, sources=_sources(sources),
+            reference=reference, fill=fill, allow_overlap=allow_overlap, progress=True,
+        ))
     except (HarmonixError, ValueError) as exc:
         fail(str(exc))
     _print_medians(result.statistics.get("medians"))

@@ -23,12 +23,7 @@ from harmonix.cli.app import (
     json_option,
 )
 from harmonix.errors import HarmonixError
-from harmonix.harmonization.coverage import MIN_COVERAGE
-from harmonix.harmonization.fusion import POLICIES
-from harmonix.harmonization.intensity import INTENSITY_MODES
-from harmonix.harmonization.outputs import OUTPUT_LAYOUTS
-from harmonix.harmonization.pipeline import harmonize_site
-from harmonix.harmonization.shards import Shard
+from harmonix.harmonization.options import INTENSITY_MODES, MIN_COVERAGE, OUTPUT_LAYOUTS, POLICIES
 
 Intensity = Enum("Intensity", {m: m for m in INTENSITY_MODES}, type=str)
 Layout = Enum("Layout", {m: m for m in OUTPUT_LAYOUTS}, type=str)
@@ -41,8 +36,10 @@ def _split(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] or None
 
 
-def _shard(value: str | None) -> Shard | None:
+def _shard(value: str | None):  # -> Shard | None
     try:
+        from harmonix.harmonization.shards import Shard  # nibabel: only when the option is given
+
         return Shard.parse(value) if value is not None else None
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
@@ -163,6 +160,9 @@ def harmonize(
     written), 2 usage error, 3 partial (some cases failed or some files of the site were
     ignored; the others are written)."""
 
+    from harmonix.harmonization.pipeline import harmonize_site  # torch: not for --help
+    from harmonix.harmonization.request import HarmonizeRequest
+
     sites = []  # the site as read, for --json
 
     def on_site(site) -> None:
@@ -170,29 +170,14 @@ def harmonize(
         print_site_problems(site)
 
     try:
-        result = harmonize_site(
-            site_dir,
-            target=target,
-            model=model,
-            out=out,
-            center=center,
-            align=align,
-            sources=_split(sources),
-            reference=reference,
-            device=device,
-            batch_size=batch_size,
-            overwrite=overwrite,
-            seed=seed,
-            min_coverage=min_coverage,
-            intensity=intensity.value,
-            layout=layout.value,
-            merge_aligned=merge_aligned,
-            fill=fill.value if fill else None,
-            confidence=confidence,
-            shard=shard,
-            progress=True,
-            on_site=on_site,
-        )
+        result = harmonize_site(HarmonizeRequest(
+            site=site_dir, model=model, out=out, target=target, center=center, align=align,
+            merge_aligned=merge_aligned, sources=_split(sources), reference=reference,
+            device=device, batch_size=batch_size, seed=seed, overwrite=overwrite,
+            min_coverage=min_coverage, intensity=intensity.value, layout=layout.value,
+            fill=fill.value if fill else None, confidence=confidence, shard=shard,
+            progress=True, on_site=on_site,
+        ))
     except KeyboardInterrupt:
         manifest = out / (shard.part_name if shard else "manifest.csv")
         err_console.print(

@@ -25,7 +25,6 @@ from harmonix.cli.app import (
     json_option,
     verbosity,
 )
-from harmonix.data.site import read_site
 from harmonix.errors import HarmonixError
 from harmonix.registry import load_registry
 
@@ -104,6 +103,7 @@ def inspect_site(
     Exits with 1 when any problem was found (the good cases are still listed) or when the folder
     cannot be read as a site at all; warnings alone exit 0.
     """
+    from harmonix.data.site import read_site  # nibabel: only when the command runs
 
     try:
         registry = load_registry()

@@ -8,7 +8,6 @@ import typer
 from rich.markup import escape
 
 from harmonix.cli.app import app, conclude, err_console
-from harmonix.harmonization.shards import merge_manifest
 
 manifest_app = typer.Typer(
     help="Work with the manifest of a harmonized site (OUT/manifest.csv).",
@@ -25,6 +24,7 @@ def merge(
     into OUT/manifest.csv, rows sorted by case as an unsharded run writes them. Refuses (exit 1,
     nothing written) when a part is missing (named, with the --shard that writes it), parts
     disagree on N, a case is in two parts, or OUT/manifest.csv is not harmonix's."""
+    from harmonix.harmonization.shards import merge_manifest  # only when the command runs
 
     merged = merge_manifest(out)
     conclude(f"merged {len(merged.parts)} parts ({len(merged.cases)} cases, "

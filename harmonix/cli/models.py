@@ -10,8 +10,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from harmonix.cli.app import app, conclude, console, emit_json, json_option
-from harmonix.models.installed import models_dir
-from harmonix.models.packages import export_model, install_model, list_models
 
 models_app = typer.Typer(
     help="Package a trained model, install a package, list installed models. An installed "
@@ -34,6 +32,7 @@ def export(
     force: bool = typer.Option(False, "--force", help="Replace ARCHIVE if it exists."),
 ) -> None:
     """Write a model package: weights, model card (no local paths), README.md and SHA256SUMS."""
+    from harmonix.models.packages import export_model  # torch: only when the command runs
 
     result = export_model(run, out, name=name, report=report, overwrite=force)
     conclude(f"[green]exported[/] {result.kind} '{escape(result.name)}' to "
@@ -51,6 +50,7 @@ def install(
 ) -> None:
     """Verify every file's SHA-256 and install the package into the models folder
     ($HARMONIX_MODELS, else the user data folder)."""
+    from harmonix.models.packages import install_model
 
     folder = install_model(archive, name=name, force=force)
     conclude(f"[green]installed[/] '{escape(folder.name)}' in {escape(str(folder))}; use "
@@ -62,6 +62,8 @@ def list_(
     as_json: bool = json_option(),
 ) -> None:
     """List the installed models: name, kind, plugin, domains or sequences, iteration."""
+    from harmonix.models.installed import models_dir
+    from harmonix.models.packages import list_models
 
     found = list_models()
     emit_json({"exit_code": 0, "models_dir": models_dir(), "counts": {

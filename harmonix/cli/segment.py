@@ -1,4 +1,8 @@
-"""``harmonix segment train`` and ``harmonix segment predict``: a tumour segmenter plugin."""
+"""``harmonix segment train`` and ``harmonix segment predict``: a tumour segmenter plugin.
+
+The workflow is :mod:`harmonix.segmentation`; it and the model loaders (torch) are imported in
+the commands, so that starting the CLI (``harmonix --version``, ``--help``) does not import them.
+"""
 
 from __future__ import annotations
 
@@ -23,10 +27,7 @@ from harmonix.cli.app import (
     parse_key_values,
     verbosity,
 )
-from harmonix.data.site import read_site
 from harmonix.errors import HarmonixError
-from harmonix.harmonization.translate import preprocess_config_from_card
-from harmonix.models.checkpoints import load_generator, read_card
 from harmonix.progress import progress_task
 
 segment_app = typer.Typer(
@@ -67,7 +68,9 @@ def train(
     device: str = device_option(),
 ) -> None:
     """Train a segmenter on the complete, labelled cases of the given site(s)."""
-    from harmonix.evaluate.segmentation import default_preprocess, train_segmenter
+    from harmonix.harmonization.translate import preprocess_config_from_card
+    from harmonix.models.checkpoints import load_generator, read_card
+    from harmonix.segmentation import default_preprocess, train_segmenter
 
     options = parse_key_values(option, "--option")
     skipped: list[str] = []
@@ -107,7 +110,9 @@ def predict(
 ) -> None:
     """Segment every case (labels on each case's own grid, in the site's label convention).
     Exits non-zero when any case failed."""
-    from harmonix.evaluate.segmentation import predict_site
+    from harmonix.data.site import read_site  # nibabel, torch: only when the command runs
+    from harmonix.models.checkpoints import read_card
+    from harmonix.segmentation import predict_site
 
     try:
         read_card(model, "segmenter")  # a bad --model is reported before the site is read

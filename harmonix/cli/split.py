@@ -8,7 +8,6 @@ import typer
 from rich.markup import escape
 
 from harmonix.cli.app import app, conclude, detail, fail
-from harmonix.data.split import split_site
 from harmonix.errors import HarmonixError
 
 
@@ -28,6 +27,7 @@ def split(
 
     OUT_DIR/train and OUT_DIR/test are sites of symbolic links (or copies); OUT_DIR/split.json
     records the split and each file's content hash."""
+    from harmonix.data.split import split_site  # nibabel: only when the command runs
 
     try:
         result = split_site(site, out, test=test, seed=seed, copy=copy)

@@ -19,7 +19,7 @@ from harmonix.cli.app import (
     parse_key_values,
 )
 from harmonix.errors import HarmonixError
-from harmonix.plugins import build_trainer
+from harmonix.requests import TrainRequest
 
 
 @app.command()
@@ -88,6 +88,10 @@ def train(
         "--backbone-option", "A backbone option; the value is YAML (16, true, [1, 2]) or a "
         "comma-separated list of numbers."
     ),
+    trainer_option: list[str] = key_value_option(
+        "--trainer-option", "An option of the trainer plugin (ummgat: style_dim, encoder_dim, "
+        "log_every, loader_workers, ...; the value is YAML)."
+    ),
 ) -> None:
     """Train UMMGAT on site folders (unpaired by default) and write checkpoints to --out.
 
@@ -95,10 +99,13 @@ def train(
     torchrun --nproc_per_node 4 -m harmonix train ...
     """
 
-    options = parse_key_values(backbone_option, "--backbone-option")
+    from harmonix.plugins import build_trainer  # loads the plugins (and torch): not for --help
+
+    options = {k: v for k, v in (("amp", amp), ("compile", compile)) if v is not None}
+    options.update(parse_key_values(trainer_option, "--trainer-option"))
     settings = parse_key_values(recipe, "--recipe", typed=False)  # the trainer types them
-    if pairing not in ("unpaired", "all"):
-        fail(f"--pairing must be 'unpaired' or 'all', got '{pairing}'")
+    if lambda_ds is not None:
+        settings["lambda_ds"] = str(lambda_ds)
     if not data and not resume:
         fail("give at least one --data SITE_DIR (no data yet? "
              "`harmonix synth data/brats --cases 20` makes a built-in site)")
@@ -106,15 +113,15 @@ def train(
         if not site.is_dir():
             fail(f"{site}: not a site folder")
     try:
-        if lambda_ds is not None:
-            settings["lambda_ds"] = str(lambda_ds)
-        run_dir = build_trainer(trainer).train(
-            data=data or None, out=out, backbone=backbone, backbone_options=options,
-            preset=preset, iters=iters, batch=batch or batch_size, size=size, spacing=spacing,
-            lam=lam, pairing=pairing, seed=seed, device=device, resume=resume,
+        request = TrainRequest(
+            out=out, data=data or (), backbone=backbone,
+            backbone_options=parse_key_values(backbone_option, "--backbone-option"),
+            preset=preset, iters=iters, batch_size=batch or batch_size, size=size,
+            spacing=spacing, lam=lam, pairing=pairing, seed=seed, device=device, resume=resume,
             checkpoint_every=checkpoint_every, sample_every=sample_every,
-            keep_checkpoints=keep_checkpoints, amp=amp, compile=compile, recipe=settings,
+            keep_checkpoints=keep_checkpoints, recipe=settings, options=options,
         )
+        run_dir = build_trainer(trainer).train(request)
     except (HarmonixError, ValueError) as exc:
         fail(str(exc))
     conclude(f"[green]done[/]: {escape(str(run_dir))} (use it with --model "

@@ -75,6 +75,20 @@ def training_record(
     return {"version": RECORD_VERSION, "cases": records}
 
 
+def merge_records(*records: Mapping[str, Any] | None) -> dict[str, Any]:
+    """One training record of the cases of ``records`` (``None`` ones are skipped), in order,
+    each case once (the same id with the same file hashes): the record of a run resumed on
+    other data, which was trained on both."""
+    merged, seen = [], set()
+    for record in records:
+        for case in (record or {}).get("cases") or []:
+            key = (case.get("id"), tuple(sorted((case.get("files") or {}).items())))
+            if key not in seen:
+                seen.add(key)
+                merged.append(case)
+    return {"version": RECORD_VERSION, "cases": merged}
+
+
 @dataclass(frozen=True)
 class Overlap:
     """A test case found in a training record: ``how`` is "id", "content" or "id and content"."""
@@ -120,4 +134,4 @@ def ids_only_record(case_ids: Iterable[str]) -> dict[str, Any]:
 
 
 __all__ = ["RECORD_KEY", "RECORD_VERSION", "Overlap", "case_record", "content_hash",
-           "find_overlap", "ids_only_record", "training_record"]
+           "find_overlap", "ids_only_record", "merge_records", "training_record"]

@@ -8,7 +8,8 @@ the crop cuts is only partly generated. :func:`check_coverage` is the one check 
 
 from __future__ import annotations
 
-MIN_COVERAGE = 0.9  # a generated volume whose brain the model's crop covers less fails
+from harmonix.harmonization.options import MIN_COVERAGE
+
 WARN_COVERAGE = 0.99
 
 

@@ -24,9 +24,9 @@ import numpy as np
 
 from harmonix.data.preprocess import preprocess_case, restore
 from harmonix.harmonization.case_files import brain_on_input_grid, synthetic_volume
-from harmonix.harmonization.coverage import MIN_COVERAGE, CoverageError, check_coverage
+from harmonix.harmonization.coverage import CoverageError, check_coverage
 from harmonix.harmonization.fusion import FillPolicy
-from harmonix.harmonization.intensity import INTENSITY_MODES
+from harmonix.harmonization.options import INTENSITY_MODES, MIN_COVERAGE
 from harmonix.harmonization.translate import (
     by_sequence,
     check_grid,

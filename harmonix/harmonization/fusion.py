@@ -24,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from harmonix.harmonization.options import POLICIES
+
 FILL_KEY = "fill"
-POLICIES = ("single", "fused")
 #: the policy a newly trained generator records: single, since fusing was worse than the most
 #: correlated source on the validate profile (docs/validation.md, "fused vs single source")
 DEFAULT_POLICY = "single"

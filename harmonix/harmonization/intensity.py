@@ -32,8 +32,6 @@ from typing import Any
 
 import numpy as np
 
-INTENSITY_MODES = ("input", "model")  # the counterpart's scale (default) / float32 0..255
-
 
 @dataclass(frozen=True)
 class Scale:

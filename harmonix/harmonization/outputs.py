@@ -28,8 +28,9 @@ from harmonix.data.labels import from_canonical, to_canonical
 from harmonix.data.layouts import NAMINGS, naming_for_labels
 from harmonix.errors import InputError
 from harmonix.harmonization.bids import DATASET_DIR, DESC, case_folder, check_description, prefix
-from harmonix.harmonization.intensity import INTENSITY_MODES, Scale, stored
-from harmonix.io import atomic_write_text, file_fingerprint
+from harmonix.harmonization.intensity import Scale, stored
+from harmonix.harmonization.options import INTENSITY_MODES, OUTPUT_LAYOUTS
+from harmonix.io import atomic_write_text, file_fingerprint, parse_temp_name, pid_alive, temp_name
 from harmonix.registry import Target
 
 MANIFEST_NAME = "manifest.csv"
@@ -41,7 +42,7 @@ ORIGINAL_DIR = "_original"  # --merge-aligned: the real copies that aligned volu
 CONFIDENCE_DIR = "_confidence"  # --confidence: the spread across fused sources
 SYNTHETIC_STATUSES = ("generated", "aligned", "spread")
 SHARED_GRACE_S = 3600  # remove_stale(shared=True) keeps unmarked leftovers younger than this
-OUTPUT_LAYOUTS = ("target", "bids")  # the target's file names (BraTS) or a BIDS derivative
+_PARTIAL = re.compile(r"^\.partial-.*-(\d+)$")  # a staging folder, OUT/.partial-CASE-PID
 
 
 @dataclass(frozen=True)
@@ -249,7 +250,7 @@ def commit_case(stage: Path, out: Path, case_id: str, where: CaseOutput | None =
     if len(folders) > 1:
         moves.insert(0, (stage / "aligned", out / folders[1]))
     for staged, final in moves:
-        old = final.with_name(f".old-{os.getpid()}-{case_id}")
+        old = final.with_name(temp_name(case_id, kind="old"))
         if final.exists():
             os.replace(final, old)
         if staged.exists():
@@ -257,16 +258,6 @@ def commit_case(stage: Path, out: Path, case_id: str, where: CaseOutput | None =
             os.replace(staged, final)
         if old.exists():
             shutil.rmtree(old)
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # exists, owned by someone else
-        return True
-    return True
 
 
 def mark_staging(stage: Path) -> None:
@@ -296,18 +287,25 @@ def remove_stale(out: Path, shared: bool = False) -> None:
         if not folder.is_dir() or folder.is_symlink():
             continue
         for path in folder.iterdir():
-            match = re.match(r"^\.(?:partial-.*-(\d+)|old-(\d+)-(.*)|tmp-(\d+)-.*)$", path.name)
-            if not match or path.is_symlink():
+            if path.is_symlink():
                 continue
-            pid = int(match.group(1) or match.group(2) or match.group(4))
-            if pid_alive(pid) or (shared and not match.group(1)
+            partial = _PARTIAL.match(path.name)
+            old = parse_temp_name(path.name, "old")  # a case folder being replaced
+            tmp = parse_temp_name(path.name, "tmp")  # a file being written
+            if partial:
+                pid = int(partial.group(1))
+            elif old or tmp:
+                pid = (old or tmp)[1]
+            else:
+                continue
+            if pid_alive(pid) or (shared and not partial
                                   and time.time() - path.lstat().st_mtime < SHARED_GRACE_S):
                 continue
-            if match.group(4) and path.is_file():
+            if tmp and path.is_file():
                 path.unlink()
             elif path.is_dir() and (
                 ((path / STAGING_MARKER).is_file() and not _other_machine(path))
-                or (match.group(3) and (path / CASE_RECORD).is_file())
+                or (old and (path / CASE_RECORD).is_file())
             ):
                 shutil.rmtree(path, ignore_errors=True)
 

@@ -12,8 +12,9 @@ write it. Outputs of one case (``OUT/CASE/``):
   (its values converted when the site's label convention differs from the target's);
 * each generated sequence on the case's grid, by default on the intensity scale and dtype of its
   real counterpart (its source sequence; :mod:`harmonix.harmonization.intensity`), with
-  ``intensity="model"`` as ``float32`` on harmonix's preprocessed 0..255 scale; with the input's
-extension; * with ``align``, each present sequence translated from the case's center domain into the
+  ``intensity="model"`` as ``float32`` on harmonix's preprocessed 0..255 scale; with the
+  input's extension;
+* with ``align``, each present sequence translated from the case's center domain into the
   target domain goes to ``OUT/_aligned/CASE/`` under the same file name, so that ``OUT`` stays a
   site of real plus generated cases and the originals are kept (``_`` folders are not cases of a
   site); with ``merge_aligned`` it takes the real copy's place in ``OUT/CASE/`` and the real copy
@@ -42,7 +43,7 @@ import os
 import shutil
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,7 @@ import numpy as np
 
 from harmonix.cards import portable_path
 from harmonix.data.load import load_case
-from harmonix.data.preprocess import preprocess_case, restore
+from harmonix.data.preprocess import PreprocessConfig, preprocess_case, restore
 from harmonix.data.site import read_site
 from harmonix.errors import HarmonixError, InputError
 from harmonix.harmonization.bids import write_description
@@ -64,7 +65,7 @@ from harmonix.harmonization.case_files import (
     write_spread,
     write_synthetic,
 )
-from harmonix.harmonization.coverage import MIN_COVERAGE, CoverageError, check_coverage
+from harmonix.harmonization.coverage import CoverageError, check_coverage
 from harmonix.harmonization.fusion import FillPolicy
 from harmonix.harmonization.outputs import (
     CASE_RECORD,
@@ -83,7 +84,8 @@ from harmonix.harmonization.outputs import (
     record_ok,
     remove_stale,
 )
-from harmonix.harmonization.shards import Merged, Shard, check_part, shard_of, write_run_manifest
+from harmonix.harmonization.request import HarmonizeRequest
+from harmonix.harmonization.shards import Merged, Shard, check_part, write_run_manifest
 from harmonix.harmonization.translate import (
     by_sequence,
     check_grid,
@@ -146,40 +148,35 @@ class _CaseFailed(Exception):
         self.rows = rows
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class _Job:
-    """Everything that is the same for every case of a run."""
+    """What every case of a run shares: the request and what was resolved from it once."""
 
-    out: Path
+    request: HarmonizeRequest
     target: Target
     generator: Generator
     registry: Registry
-    config: Any
+    config: PreprocessConfig  # the generator's preprocessing (or the request's)
     settings: dict[str, Any]  # what a finished case must share with this run to be skipped
     model_name: str
     site_center: str
-    sources: Sequence[str] | None
-    align: bool
     references: Mapping[str, np.ndarray] | None
-    batch_size: int
-    seed: int
-    min_coverage: float = MIN_COVERAGE
-    intensity: str = "input"  # INTENSITY_MODES
-    layout: str = "target"  # OUTPUT_LAYOUTS
-    merge_aligned: bool = False
-    policy: FillPolicy = field(default_factory=FillPolicy)
-    confidence: bool = False  # write the spread across fused sources
+    policy: FillPolicy
+
+    @property
+    def out(self) -> Path:
+        return self.request.out
 
     @property
     def sidecar(self) -> dict[str, Any]:
         """What every synthetic volume's sidecar says about this run."""
-        return {"target": self.target.name, "seed": self.seed, "model": self.model_name,
+        return {"target": self.target.name, "seed": self.request.seed, "model": self.model_name,
                 "guidance": "reference" if self.references else "latent",
                 "model_card_sha256": self.settings["model_card_sha256"],
                 "fill": self.policy.policy}
 
     def where(self, case_id: str) -> CaseOutput:
-        return CaseOutput(case_id, self.target, self.layout, self.merge_aligned)
+        return CaseOutput(case_id, self.target, self.request.layout, self.request.merge_aligned)
 
 
 def _failed(case_id: str, problems: Iterable[tuple[str, str]]) -> _CaseFailed:
@@ -193,8 +190,9 @@ def _harmonize_case(case, job: _Job, stage: Path, inputs: dict[str, Any]) -> lis
         raise _failed(case_id, [("", f"{p.path}: {p.message}") for p in case.problems])
     present = [s for s in case.sequences]
     fills, alignments, errors = plan_translations(
-        present, target, job.generator.domains, center=job.site_center, sources=job.sources,
-        align=job.align, registry=job.registry, policy=job.policy,
+        present, target, job.generator.domains, center=job.site_center,
+        sources=job.request.sources, align=job.request.align, registry=job.registry,
+        policy=job.policy,
     )
     if errors:
         raise _failed(case_id, errors.items())
@@ -205,7 +203,7 @@ def _harmonize_case(case, job: _Job, stage: Path, inputs: dict[str, Any]) -> lis
 
     files = StagedCase(stage, job.where(case_id))
     (stage / "case").mkdir()
-    merged = {t.sequence for t in alignments} if job.merge_aligned else set()
+    merged = {t.sequence for t in alignments} if job.request.merge_aligned else set()
     rows: list[ManifestRow] = []
     real_files: dict[str, str] = {}
     for seq in [s for s in target.sequences if s in present]:
@@ -228,17 +226,18 @@ def _harmonize_case(case, job: _Job, stage: Path, inputs: dict[str, Any]) -> lis
         except (InputError, ValueError) as exc:
             raise _failed(case_id, [("", f"preprocessing failed: {exc}")]) from None
         try:
-            coverage, coverage_note = check_coverage(prepared, job.config, job.min_coverage)
+            coverage, coverage_note = check_coverage(prepared, job.config,
+                                                      job.request.min_coverage)
         except CoverageError as exc:
             raise _failed(case_id, [("", str(exc))]) from None
-        brain = brain_on_input_grid(prepared) if job.intensity == "input" else None
+        brain = brain_on_input_grid(prepared) if job.request.intensity == "input" else None
         for group, status in [*[(g, "generated") for g in by_sequence(fills).values()],
                               *[([t], "aligned") for t in alignments]]:
             t = group[0]  # the best source: its file gives the output's scale and header
             volume, spread = make_sequence(
                 group, prepared.volumes, prepared.brain_mask, job.generator, job.policy,
                 reference=(job.references or {}).get(t.sequence),
-                batch_size=job.batch_size, seed=job.seed,
+                batch_size=job.request.batch_size, seed=job.request.seed,
             )
             like_path = Path(case.sequences[t.source])
             like = nib.load(like_path)
@@ -251,14 +250,15 @@ def _harmonize_case(case, job: _Job, stage: Path, inputs: dict[str, Any]) -> lis
                        "brain_coverage": coverage}
             rel = write_synthetic(
                 files, t, status, np.asarray(restored.dataobj, np.float32), like_path,
-                record=prepared.record, brain=brain, intensity=job.intensity, sidecar=sidecar,
+                record=prepared.record, brain=brain, intensity=job.request.intensity,
+                sidecar=sidecar,
                 source_file=real_files.get(t.source, ""),
                 sources="+".join(x.source for x in group),
             )
             note = "; ".join(n for n in (t.note, coverage_note) if n)
             rows.append(ManifestRow(case_id, t.sequence, status, t.source_domain, note,
                                     rel, f"{coverage:.4f}"))
-            if spread is not None and job.confidence:
+            if spread is not None and job.request.confidence:
                 rel = write_spread(files, t, restore(spread, prepared.record), like_path,
                                    {**sidecar, "status": "spread"})
                 rows.append(ManifestRow(case_id, t.sequence, "spread", t.source_domain,
@@ -271,80 +271,37 @@ def _harmonize_case(case, job: _Job, stage: Path, inputs: dict[str, Any]) -> lis
     return rows
 
 
-def harmonize_site(
-    site_dir: str | Path,
-    *,
-    target: str | None = None,
-    model: str | Path | Generator,
-    out: str | Path,
-    center: str | None = None,
-    align: bool = False,
-    sources: Sequence[str] | None = None,
-    reference: str | Path | None = None,
-    device: str = "cpu",
-    batch_size: int = 16,
-    overwrite: bool = False,
-    preprocess=None,
-    seed: int = 0,
-    min_coverage: float = MIN_COVERAGE,
-    intensity: str = "input",
-    layout: str = "target",
-    merge_aligned: bool = False,
-    fill: str | None = None,
-    confidence: bool = False,
-    shard: Shard | str | None = None,
-    progress: bool = False,
-    on_site: Callable[[Any], None] | None = None,
-    on_case: Callable[[CaseOutcome], None] | None = None,
-) -> HarmonizeResult:
-    """Complete every case of ``site_dir`` for ``target`` and write them to ``out``.
+def harmonize_site(request: HarmonizeRequest) -> HarmonizeResult:
+    """Complete every case of ``request.site`` and write them to ``request.out`` (see
+    :class:`~harmonix.harmonization.request.HarmonizeRequest` for every field).
 
-    ``model`` is a run directory, checkpoint or loaded :class:`~harmonix.interfaces.Generator`;
-    ``center`` overrides the site's center (its source domains); ``align`` also translates the
-    present sequences into the target domain; ``sources`` restricts and orders the sequences
-    used as sources (default: registry ``defaults.source_priority``); ``reference`` is a site of
-    real target-domain cases whose slices give the target style (default: latent-guided);
-    ``preprocess`` overrides the model card's ``PreprocessConfig``. Cases finished by an earlier
-    run with the same settings from the same input files are skipped unless ``overwrite``;
-    a case folder already in ``out`` is replaced only when harmonix wrote all of it. A generated
-    volume whose brain the model's crop covers less than ``min_coverage`` fails its case.
-    ``intensity``: ``"input"`` writes synthetic volumes on their real counterpart's scale and
-    dtype, ``"model"`` as float32 0..255 (:mod:`harmonix.harmonization.intensity`); ``layout``:
-    ``"target"`` (the target's file names) or ``"bids"`` (a BIDS derivatives dataset);
-    ``merge_aligned`` (implies ``align``) puts aligned volumes in the case folders, the real copies
-    in ``_original/`` (:class:`~harmonix.harmonization.outputs.CaseOutput`). ``fill`` (``single`` or
-    ``fused``) overrides the model card's fill policy (:mod:`harmonix.harmonization.fusion`);
-    ``confidence`` also writes the spread across fused sources of each generated volume. ``shard``
-    (``"K/N"``) does only shard K's cases and writes its manifest part; the last part merges them
-    (:mod:`harmonix.harmonization.shards`). Per-case errors become ``failed``
-    rows; files of the site that belong to no case are in ``result.ignored``;
-    ``KeyboardInterrupt`` writes the manifest of the finished cases and is re-raised.
-    ``progress`` shows a rich progress bar over the cases (joining a display that is already
-    running, see :mod:`harmonix.progress`); ``on_site(site)`` is called once the site is read,
-    before any work, and ``on_case(outcome)`` after each case.
+    A case folder already in ``out`` is replaced only when harmonix wrote all of it. Per-case
+    errors become ``failed`` rows; files of the site that belong to no case are in
+    ``result.ignored``; ``KeyboardInterrupt`` writes the manifest of the finished cases and is
+    re-raised. With a ``shard`` the manifest part is written, and the last part merges them
+    (:mod:`harmonix.harmonization.shards`).
     """
+    req = request
     registry = load_registry()
-    target_spec = resolve_target(target or registry.defaults.get("target", "brats"), registry)
-    site_dir, out, shard = Path(site_dir), Path(out), shard_of(shard)
-    if not 0 <= min_coverage <= 1:
-        raise ValueError(f"min_coverage must be between 0 and 1, got {min_coverage}")
-    check_out_folder(out, site_dir)
-    site = read_site(site_dir, center=center)
+    target_spec = resolve_target(req.target or registry.defaults.get("target", "brats"), registry)
+    out, shard = req.out, req.shard
+    check_out_folder(out, req.site)
+    site = read_site(req.site, center=req.center)
     check_out_folder(out, site.root)
     check_part(out, shard)
-    unknown = [s for s in sources or () if s not in registry.sequences]
+    unknown = [s for s in req.sources or () if s not in registry.sequences]
     if unknown:
         known = ", ".join(registry.sequences)
         raise ValueError(f"unknown source sequences {unknown}; known: {known}")
-    check_output_options(out, intensity, layout, [case.id for case in site.cases])
-    align = bool(align or merge_aligned)
-    if on_site:
-        on_site(site)
-    generator = as_generator(model, device)
-    model_name = f"<{type(model).__name__}>" if generator is model else portable_path(model)
-    config = preprocess or preprocess_config_from_card(generator)
+    check_output_options(out, req.intensity, req.layout, [case.id for case in site.cases])
+    if req.on_site:
+        req.on_site(site)
+    generator = as_generator(req.model, req.device)
+    model_name = (f"<{type(req.model).__name__}>" if generator is req.model
+                  else portable_path(req.model))
+    config = req.preprocess or preprocess_config_from_card(generator)
     check_grid(config, generator)
-    if align and site.center != target_spec.center:
+    if req.align and site.center != target_spec.center:
         centers = sorted({d.split("/", 1)[0] for d in generator.domains})
         if site.center not in centers:
             raise InputError(site.root, (
@@ -353,52 +310,51 @@ def harmonize_site(
                 "center's site as well (harmonix train --data SITE ...), or give --center one "
                 f"of {', '.join(centers)} if this site is one of them"))
     references = None
-    if reference is not None:
-        references, ref_center = load_references(reference, target_spec, config)
+    if req.reference is not None:
+        references, ref_center = load_references(req.reference, target_spec, config)
         if ref_center != target_spec.center:
             warnings.warn(
-                f"reference site {reference} is from center '{ref_center}', not the target's "
-                f"'{target_spec.center}'", RuntimeWarning, stacklevel=2,
+                f"reference site {req.reference} is from center '{ref_center}', not the "
+                f"target's '{target_spec.center}'", RuntimeWarning, stacklevel=2,
             )
-    policy = FillPolicy.from_card(generator.card).with_policy(fill)
+    policy = FillPolicy.from_card(generator.card).with_policy(req.fill)
     settings = {
         "target": target_spec.name,
         "fill": policy.policy,
-        "confidence": bool(confidence),
+        "confidence": req.confidence,
         "center": site.center,
-        "align": bool(align),
-        "sources": list(sources) if sources else None,
-        "reference": str(Path(reference).resolve()) if reference else None,
+        "align": req.align,
+        "sources": list(req.sources) if req.sources else None,
+        "reference": str(req.reference.resolve()) if req.reference else None,
         "model_card_sha256": card_hash(generator.card or {}),
         "preprocess": dataclasses.asdict(config),
-        "seed": seed,
-        "intensity": intensity,
-        "layout": layout,
-        "merge_aligned": bool(merge_aligned),
+        "seed": req.seed,
+        "intensity": req.intensity,
+        "layout": req.layout,
+        "merge_aligned": req.merge_aligned,
     }
-    job = _Job(out, target_spec, generator, registry, config, json.loads(json.dumps(settings)),
-               model_name, site.center, sources, align, references,
-               batch_size, seed, min_coverage, intensity, layout, bool(merge_aligned), policy,
-               bool(confidence))
+    job = _Job(request=req, target=target_spec, generator=generator, registry=registry,
+               config=config, settings=json.loads(json.dumps(settings)), model_name=model_name,
+               site_center=site.center, references=references, policy=policy)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(out, f"cannot create the output folder: {exc.strerror or exc}") from None
     remove_stale(out, shared=shard is not None)
-    if layout == "bids":
+    if req.layout == "bids":
         write_description(out, site.root.resolve().name)
     cases = shard.select(site.cases) if shard else site.cases
     result = HarmonizeResult(out, out / (shard.part_name if shard else MANIFEST_NAME),
                              ignored=list(site.problems), shard=shard)
     finished = False
     try:
-        with progress_task("harmonize", total=len(cases), quiet=not progress) as advance:
+        with progress_task("harmonize", total=len(cases), quiet=not req.progress) as advance:
             for case in cases:
                 advance(0, case=case.id)
-                outcome = _run_case(case, job, overwrite)
+                outcome = _run_case(case, job, req.overwrite)
                 result.cases.append(outcome)
-                if on_case:
-                    on_case(outcome)
+                if req.on_case:
+                    req.on_case(outcome)
                 advance(1, case=case.id)
         finished = True
     finally:

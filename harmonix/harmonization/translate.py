@@ -2,8 +2,8 @@
 translation of a preprocessed volume with a :class:`~harmonix.interfaces.Generator`.
 
 ``harmonix harmonize`` (:mod:`harmonix.harmonization.pipeline`),
-``harmonix.harmonization.fill``-style callers and the evaluation (:mod:`harmonix.evaluate`) all make
-synthetic sequences through this module.
+``harmonix.harmonization.fill``-style callers and the evaluation (:mod:`harmonix.evaluation`)
+all make synthetic sequences through this module.
 """
 
 from __future__ import annotations
@@ -163,7 +163,7 @@ def by_sequence(translations: Iterable[Translation]) -> dict[str, list[Translati
 def source_ranking(correlations) -> dict[str, list[str]]:
     """Per target sequence the other sequences, most correlated first, from a ``sequences x
     sequences`` table of Pearson's r on training cases (a DataFrame, as
-    :func:`harmonix.evaluate.strategies.sequence_correlations` measures it): translate each
+    :func:`harmonix.evaluation.strategies.sequence_correlations` measures it): translate each
     missing sequence from the present one that resembles it most."""
     names = list(correlations.index)
     return {t: sorted((s for s in names if s != t),

@@ -7,7 +7,9 @@ Layout of a run directory::
                                    /training_state.pt   optimisers + RNG (torch.load weights_only)
     RUN_DIR/checkpoints/latest.json                     {"checkpoint": "iter_000100", ...}
 
-A checkpoint folder is written under a temporary name and renamed when complete; the model card
+A checkpoint folder is written under a temporary name (``.tmp-PID-iter_000100``,
+:func:`harmonix.io.temp_name`) and renamed when complete; what a killed run left is removed by
+:func:`remove_stale_temporaries`. The model card
 records the size and SHA-256 of every file, so a truncated or corrupt file is reported as a
 :class:`~harmonix.errors.CheckpointError` naming it. ``load_generator`` accepts a run directory,
 a checkpoint folder, its ``model.safetensors`` or its ``model_card.json``, or the name of a model
@@ -29,10 +31,17 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import safe_open, save_file
 
-from harmonix.cards import CARD_FILE, load_card, validate_card
+from harmonix.cards import CARD_FILE, load_card, validate_card, write_card
 from harmonix.errors import CheckpointError
 from harmonix.interfaces import Generator
-from harmonix.io import atomic_folder, atomic_write_json, atomic_write_with, file_digest
+from harmonix.io import (
+    atomic_folder,
+    atomic_write_json,
+    atomic_write_with,
+    file_digest,
+    parse_temp_name,
+    pid_alive,
+)
 from harmonix.models.installed import installed_model, is_model_name, models_dir
 from harmonix.plugins import build_trainer
 
@@ -97,12 +106,29 @@ def save_checkpoint(
         card = {**card, "iteration": iteration, "files": {
             f: {"bytes": (tmp / f).stat().st_size, "sha256": file_digest(tmp / f)} for f in files
         }}
-        (tmp / CARD_FILE).write_text(json.dumps(card, indent=2, default=str) + "\n")
+        write_card(tmp / CARD_FILE, card, "generator")
     atomic_write_json(root / LATEST_FILE, {"checkpoint": name, "iteration": iteration})
     if keep is not None:
         for old in list_checkpoints(run_dir)[:-keep]:
             shutil.rmtree(old)
     return final
+
+
+def remove_stale_temporaries(run_dir: str | Path) -> list[Path]:
+    """Remove the temporary checkpoint folders (``.tmp-PID-iter_N``) that a killed run left in
+    ``RUN_DIR/checkpoints/``: those of this process or of a process that is gone, never a live
+    process's, never a symbolic link. Returns the removed folders."""
+    root = Path(run_dir) / CHECKPOINTS_DIR
+    removed = []
+    for path in sorted(root.iterdir()) if root.is_dir() else []:
+        parsed = parse_temp_name(path.name)
+        if parsed is None or not _ITER_DIR.match(parsed[0]):
+            continue
+        pid = parsed[1]
+        if path.is_dir() and not path.is_symlink() and (pid == os.getpid() or not pid_alive(pid)):
+            shutil.rmtree(path)
+            removed.append(path)
+    return removed
 
 
 def list_checkpoints(run_dir: str | Path) -> list[Path]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harmonix.cards import card_kind, portable_path, preprocessing_of
+from harmonix.data.fingerprint import RECORD_KEY
 from harmonix.errors import InputError
 
 # docs/limitations.md, section by section (tests/test_models.py keeps the headings in step)
@@ -84,7 +85,7 @@ def _label(strategy: str, generator: str) -> str:
 def read_evaluation(report: str | Path) -> EvaluationSummary:
     """Medians from ``results.csv`` and the test site from ``evaluation.json`` of the
     ``harmonix evaluate`` folder ``report`` (read, never written)."""
-    from harmonix.evaluate.results import CROSS, load_results, report_settings  # pandas
+    from harmonix.evaluation.results import CROSS, load_results, report_settings  # pandas
 
     report = Path(report)
     for needed in ("results.csv", "evaluation.json"):
@@ -150,8 +151,6 @@ def _cases_by_site(record: Mapping[str, Any] | None) -> list[tuple[str, str, int
 
 
 def _training_data(card: Mapping[str, Any], kind: str) -> list[str]:
-    from harmonix.evaluate.provenance import RECORD_KEY  # pandas: only for rendering
-
     lines = ["## Training data", ""]
     if kind == "generator":
         data = card.get("data") or {}

@@ -39,7 +39,7 @@ from harmonix.cards import (
     portable_card,
     validate_card,
 )
-from harmonix.data.fingerprint import training_record
+from harmonix.data.fingerprint import RECORD_KEY, training_record
 from harmonix.errors import CheckpointError, InputError
 from harmonix.io import atomic_folder, atomic_path, file_digest
 from harmonix.models.checkpoints import MODEL_FILE, read_card, resolve_checkpoint, verify_file
@@ -115,8 +115,6 @@ def package_card(card: dict[str, Any], name: str, kind: str) -> dict[str, Any]:
         card["files"] = {k: v for k, v in card["files"].items() if k == MODEL_FILE}
     data = card.get("data")
     if kind == "generator" and isinstance(data, dict):
-        from harmonix.evaluate.provenance import RECORD_KEY  # pandas: only needed here
-
         named = data.get("sites") or []  # absolute in a run's card; a bare name is no folder
         sites = [s for s in named if Path(s).is_absolute() and Path(s).is_dir()]
         if RECORD_KEY not in data and sites and len(sites) == len(named):

@@ -1,8 +1,8 @@
 """The ``attention-unet`` backbone: a U-Net with attention-gated skips and an AdaIN decoder."""
 
-import harmonix
+from harmonix.sdk import hookimpl
 
 
-@harmonix.hookimpl
+@hookimpl
 def register_backbones(register):
     register("attention-unet", "harmonix_attention_unet.attention_unet:build_attention_unet")

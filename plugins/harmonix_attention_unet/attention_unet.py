@@ -26,9 +26,7 @@ import torch.nn.functional as F
 from monai.networks.blocks import UnetResBlock
 from torch import nn
 
-from harmonix.backbones import from_preset
-from harmonix.interfaces import Backbone
-from harmonix.nn import AdaIN, downsample_factor
+from harmonix.sdk import DEFAULT_PRESET, AdaIN, Backbone, downsample_factor, from_preset
 
 #: Named configurations; explicit options override the chosen preset.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -146,7 +144,7 @@ def build_attention_unet(
     out_channels: int = 1,
     style_dim: int = 64,
     img_size: int = 176,
-    preset: str = "fast",
+    preset: str = DEFAULT_PRESET,
     **options: Any,
 ) -> AttentionUnet:
     """The ``attention-unet`` factory: a preset (paper, fast, small, tiny) under ``options``."""

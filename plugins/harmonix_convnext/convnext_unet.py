@@ -24,9 +24,7 @@ from timm.layers import LayerNorm, LayerNorm2d
 from timm.models.convnext import ConvNeXtStage
 from torch import nn
 
-from harmonix.backbones import from_preset
-from harmonix.interfaces import Backbone
-from harmonix.nn import AdaIN, downsample_factor
+from harmonix.sdk import DEFAULT_PRESET, AdaIN, Backbone, downsample_factor, from_preset
 
 #: Named configurations; explicit options override the chosen preset.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -136,7 +134,7 @@ def build_convnext_unet(
     out_channels: int = 1,
     style_dim: int = 64,
     img_size: int = 176,
-    preset: str = "fast",
+    preset: str = DEFAULT_PRESET,
     **options: Any,
 ) -> ConvNeXtUnet:
     """The ``convnext`` factory: a preset (paper, fast, small, tiny) with ``options`` over it."""

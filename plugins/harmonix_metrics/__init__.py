@@ -1,7 +1,7 @@
 """Built-in metrics: Dice and HD95 per tumour region, SSIM, PSNR, offline FID and the official
 BraTS lesion-wise Dice and HD95 (with the ``brats`` extra)."""
 
-import harmonix
+from harmonix.sdk import hookimpl
 
 METRICS = {
     "dice": "harmonix_metrics.segmentation:DiceMetric",
@@ -14,7 +14,7 @@ METRICS = {
 }
 
 
-@harmonix.hookimpl
+@hookimpl
 def register_metrics(register):
     for name, reference in METRICS.items():
         register(name, reference)

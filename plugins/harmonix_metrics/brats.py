@@ -23,8 +23,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from harmonix.extras import require
-from harmonix.interfaces import SegmentationMetric
+from harmonix.sdk import SegmentationMetric, require
 
 Spacing = float | Sequence[float]
 REGIONS = {"WT": "wt", "TC": "tc", "ET": "et"}

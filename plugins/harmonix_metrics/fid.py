@@ -30,10 +30,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torchvision.models.inception import BasicConv2d
 
-from harmonix.errors import PluginError
-from harmonix.extras import require
-from harmonix.interfaces import ImageSetMetric
-from harmonix.io import atomic_path, file_digest
+from harmonix.sdk import ImageSetMetric, PluginError, atomic_path, file_digest, require
 
 pf_inception = require("pytorch_fid.inception", "FID")  # the evaluate extra
 calculate_frechet_distance = require("pytorch_fid.fid_score", "FID").calculate_frechet_distance

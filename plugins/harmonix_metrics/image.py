@@ -18,7 +18,7 @@ from typing import ClassVar
 import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from harmonix.interfaces import ImageMetric
+from harmonix.sdk import ImageMetric
 
 DATA_RANGE = 255.0
 WIN_SIZE = 7

@@ -16,9 +16,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from harmonix.data.labels import region_masks
-from harmonix.interfaces import SegmentationMetric
-from harmonix.registry import Registry
+from harmonix.sdk import Registry, SegmentationMetric, region_masks
 
 Spacing = float | Sequence[float]
 

@@ -24,12 +24,17 @@ from monai.transforms import NormalizeIntensity
 from safetensors.torch import load_file
 from torch import nn
 
-from harmonix.cards import CARD_FILE
-from harmonix.errors import CheckpointError
-from harmonix.interfaces import Segmenter
-from harmonix.io import atomic_write_json, atomic_write_with
-from harmonix.models.checkpoints import read_card, save_weights
-from harmonix.progress import progress_task
+from harmonix.sdk import (
+    CARD_FILE,
+    CheckpointError,
+    Segmenter,
+    __version__,
+    atomic_write_with,
+    progress_task,
+    read_card,
+    save_weights,
+    write_card,
+)
 
 WEIGHTS_NAME = "model.safetensors"
 STATE_NAME = "training_state.pt"
@@ -293,8 +298,6 @@ class TorchSegmenter(Segmenter):
     # -- checkpoints -------------------------------------------------------------------------
     def save(self, out_dir: Path, optimizer: torch.optim.Optimizer | None = None) -> None:
         """Write weights, optimizer state and the card (last, so it never names newer work)."""
-        from harmonix import __version__
-
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         weights = {k: v.detach().cpu().contiguous() for k, v in self.network.state_dict().items()}
@@ -302,7 +305,7 @@ class TorchSegmenter(Segmenter):
         if optimizer is not None:
             atomic_write_with(out_dir / STATE_NAME,
                               lambda tmp: torch.save({"optimizer": optimizer.state_dict()}, tmp))
-        atomic_write_json(out_dir / CARD_FILE, {**self.card, "harmonix_version": __version__})
+        write_card(out_dir / CARD_FILE, {**self.card, "harmonix_version": __version__}, "segmenter")
 
     def _restore_training(self, out_dir: Path, optimizer: torch.optim.Optimizer) -> int:
         card = read_card(out_dir, "segmenter")

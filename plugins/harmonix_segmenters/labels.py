@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from harmonix.data.labels import CANONICAL
-from harmonix.data.labels import region_masks as canonical_region_masks
+from harmonix.sdk import CANONICAL
+from harmonix.sdk import region_masks as canonical_region_masks
 
 REGIONS = ("WT", "TC", "ET")
 CLASS_LABELS = (0, CANONICAL["NCR"], CANONICAL["ED"], CANONICAL["ET"])  # class index -> label

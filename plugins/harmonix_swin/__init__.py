@@ -1,8 +1,8 @@
 """The ``swin`` backbone: a Swin-Unet with AdaIN style injection in the decoder."""
 
-import harmonix
+from harmonix.sdk import hookimpl
 
 
-@harmonix.hookimpl
+@hookimpl
 def register_backbones(register):
     register("swin", "harmonix_swin.swin_unet:build_swin_unet")

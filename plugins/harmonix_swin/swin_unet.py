@@ -30,9 +30,7 @@ from timm.layers import PatchEmbed
 from timm.models.swin_transformer import SwinTransformerBlock, SwinTransformerStage
 from torch import nn
 
-from harmonix.backbones import from_preset
-from harmonix.interfaces import Backbone
-from harmonix.nn import AdaIN, downsample_factor
+from harmonix.sdk import DEFAULT_PRESET, AdaIN, Backbone, downsample_factor, from_preset
 
 #: Named configurations; explicit options override the chosen preset.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -261,7 +259,7 @@ def build_swin_unet(
     out_channels: int = 1,
     style_dim: int = 64,
     img_size: int = 176,
-    preset: str = "fast",
+    preset: str = DEFAULT_PRESET,
     **options: Any,
 ) -> SwinUnet:
     """The ``swin`` factory: a preset (paper, fast, small, tiny) with ``options`` over it."""

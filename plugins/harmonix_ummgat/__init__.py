@@ -4,9 +4,9 @@
 and ``generator.py`` the inference-time :class:`harmonix.Generator`.
 """
 
-import harmonix
+from harmonix.sdk import hookimpl
 
 
-@harmonix.hookimpl
+@hookimpl
 def register_trainers(register):
     register("ummgat", "harmonix_ummgat.trainer:UMMGATTrainer")

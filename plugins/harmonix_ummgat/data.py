@@ -64,7 +64,7 @@ class BatchSource:
     """
 
     def __init__(self, dataset, *, latent_dim: int, seed: int = 0, rank: int = 0):
-        from harmonix.data.dataset import ReferenceSampler
+        from harmonix.sdk import ReferenceSampler
 
         self.dataset = dataset
         self.domains: list[str] = list(dataset.domains)

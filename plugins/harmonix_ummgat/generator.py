@@ -9,9 +9,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from harmonix.errors import CheckpointError
-from harmonix.interfaces import Generator
-from harmonix.models.checkpoints import load_tensors, read_card, resolve_checkpoint
+from harmonix.sdk import (
+    CheckpointError,
+    Generator,
+    load_tensors,
+    read_card,
+    resolve_checkpoint,
+)
 from harmonix_ummgat.networks import ModelConfig, Nets, build_nets, to_255, to_unit
 from harmonix_ummgat.solver import split_prefix
 

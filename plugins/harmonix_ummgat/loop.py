@@ -15,9 +15,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from harmonix.extras import MissingExtraError, require
-from harmonix.models import checkpoints as ckpt
-from harmonix.progress import progress_task
+from harmonix.sdk import MissingExtraError, progress_task, require, save_checkpoint
 from harmonix_ummgat.data import BatchSource, iteration_seed, seed_everything
 from harmonix_ummgat.generator import UMMGATGenerator
 from harmonix_ummgat.lam import COLLAPSED_BELOW, lesion_code_spread
@@ -111,7 +109,7 @@ class Loop:
 
     def _checkpoint(self, done: int) -> None:
         self._lesion_code_spread(done)
-        ckpt.save_checkpoint(
+        save_checkpoint(
             self.run_dir, done, tensors=self.solver.state_tensors(), card=self.card,
             training_state={"iteration": done, "optimizers": self.solver.optimizer_state()},
             keep=self.settings.keep_checkpoints,

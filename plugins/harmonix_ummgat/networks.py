@@ -4,9 +4,9 @@
   *lesion domain* (the lesion-aware module, LAM: the lesion region of domain ``k`` is head
   ``k + N``).
 * ``MappingNetwork`` (M): a latent ``z`` to a style code, shared MLP and one head per domain.
-* ``StyleGenerator`` (G): a :class:`harmonix.Backbone` plugin conditioned on the style code
+* ``StyleGenerator`` (G): a :class:`harmonix.sdk.Backbone` plugin conditioned on the style code
   (AdaIN inside the backbone). It works in [-1, 1]; :func:`to_unit` / :func:`to_255` convert at
-  the :class:`harmonix.Generator` boundary only.
+  the :class:`harmonix.sdk.Generator` boundary only.
 * ``Discriminator`` (D): the same kind of trunk, one real/fake logit per domain.
 
 E and D follow StarGAN-v2's ``ResBlk`` trunk (its widths in the ``paper`` preset, narrower in the
@@ -24,10 +24,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import harmonix
-from harmonix.backbones import resolve_preset
-from harmonix.nn import he_init
-from harmonix.registry import split_domain
+from harmonix.sdk import (
+    UNNAMED_CARD_PRESET,
+    Backbone,
+    get_backbone,
+    he_init,
+    resolve_presets,
+    split_domain,
+)
 
 LESION_PREFIX = "lesion:"
 
@@ -92,18 +96,10 @@ class ModelConfig:
             raise ValueError(f"duplicate domains in {list(self.domains)}")
         for domain in self.domains:
             split_domain(domain)
-        if self.preset is None:
-            named = resolve_preset(str(self.backbone_options.get("preset", "paper")))
-            self.preset = named if named in MODEL_PRESETS else "paper"
-        self.preset = resolve_preset(self.preset)
-        if self.preset not in MODEL_PRESETS:
-            raise ValueError(f"unknown model preset '{self.preset}'; "
-                             f"presets are {', '.join(MODEL_PRESETS)}")
+        self.preset, self.backbone_options = resolve_presets(self.preset, self.backbone_options)
         for key, value in MODEL_PRESETS[self.preset].items():
             if getattr(self, key) is None:
                 setattr(self, key, stargan_width(self.image_size) if value is None else value)
-        self.backbone_options = dict(self.backbone_options)
-        self.backbone_options.setdefault("preset", self.preset)
 
     @property
     def num_domains(self) -> int:
@@ -127,9 +123,8 @@ class ModelConfig:
         values = {k: v for k, v in data.items() if k in known}
         values.setdefault("lesion_discriminator", False)  # cards from before LAM's D branches
         if values.get("preset") is None:
-            named = resolve_preset(str(dict(values.get("backbone_options") or {}).get(
-                "preset", "fast")))
-            values["preset"] = named if named in MODEL_PRESETS else "fast"
+            values["preset"], values["backbone_options"] = resolve_presets(
+                None, values.get("backbone_options") or {}, default=UNNAMED_CARD_PRESET)
         return cls(**values)
 
 
@@ -246,7 +241,7 @@ class Discriminator(nn.Module):
 class StyleGenerator(nn.Module):
     """G: a backbone plugin with style injection; ``(x in [-1, 1], style) -> [-1, 1]``."""
 
-    def __init__(self, backbone: harmonix.Backbone):
+    def __init__(self, backbone: Backbone):
         super().__init__()
         self.backbone = backbone
 
@@ -271,9 +266,10 @@ class Nets:
         return {k: v for k, v in vars(self).items() if v is not None}
 
 
-def build_backbone(config: ModelConfig) -> harmonix.Backbone:
-    return harmonix.build_backbone(
-        config.backbone,
+def build_backbone(config: ModelConfig) -> Backbone:
+    """G's backbone: the backbone plugin ``config.backbone``, reached through the registry."""
+    factory = get_backbone(config.backbone)
+    return factory(
         in_channels=1,
         out_channels=1,
         style_dim=config.style_dim,

@@ -9,8 +9,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from harmonix.interfaces import Generator
-from harmonix.io import atomic_write_with
+from harmonix.sdk import Generator, atomic_write_with
 
 MIN_CELL = 96  # pixels; small training slices are enlarged so that the grid stays readable
 HEADER = 14

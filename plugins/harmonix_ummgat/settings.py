@@ -1,25 +1,25 @@
-"""What a training run is asked to do, as typed dataclasses instead of loose keyword arguments.
+"""The ``ummgat`` trainer's own typed options and run settings.
 
-:class:`RunSettings` drive the loop (checkpoints, samples, logging, speed options); they are
-recorded in the model card and kept on ``--resume`` unless given again. :class:`TrainRequest`
-is one call of the trainer: data, model and recipe overrides, run settings.
+A call of the trainer is a :class:`harmonix.requests.TrainRequest`; what only this trainer
+understands comes in its ``options``, checked by :class:`UMMGATOptions`. :class:`RunSettings`
+drive the loop (checkpoints, samples, logging, speed options); they are recorded in the model
+card and kept on ``--resume`` unless given again.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harmonix_ummgat.networks import ModelConfig
+from harmonix.sdk import TrainRequest
 from harmonix_ummgat.recipe import Recipe, recipe_overrides
 
-#: ModelConfig fields a caller may set (the data decide the domains and the image size).
-MODEL_KEYS = frozenset(f.name for f in dataclasses.fields(ModelConfig)) - {"domains", "image_size"}
-#: Recipe fields a caller may set besides ``iters``, ``batch`` and ``lam``.
-RECIPE_KEYS = frozenset(f.name for f in dataclasses.fields(Recipe)) - {"iters", "batch", "lam"}
+#: ModelConfig fields a caller may set: the widths (the request gives the preset and backbone;
+#: the data decide the domains and the image size; the recipe decides D's lesion heads).
+MODEL_KEYS = ("style_dim", "latent_dim", "encoder_dim", "encoder_max_dim", "mapper_dim")
 
 
 @dataclass
@@ -47,42 +47,55 @@ class RunSettings:
         return dataclasses.asdict(self)
 
 
-@dataclass
-class TrainRequest:
-    """One call of the ``ummgat`` trainer (see :meth:`UMMGATTrainer.train`)."""
+@dataclass(kw_only=True)
+class UMMGATOptions:
+    """The ``ummgat`` trainer's own options: ``TrainRequest.options`` (``harmonix train
+    --trainer-option KEY=VALUE``), checked here; an unknown key is an error naming it.
 
-    out: Path
-    data: Sequence[Path] = ()
+    Model widths left ``None`` come from the preset; run settings left ``None`` are the run's
+    own on ``--resume``, else the :class:`RunSettings` defaults. ``dataset`` (a ready
+    ``SliceDataset`` instead of site folders), ``cache_dir`` (default ``RUN/cache``) and
+    ``callback(iteration_done, losses, solver)`` (raising stops training) are for Python callers.
+    """
+
+    style_dim: int | None = None
+    latent_dim: int | None = None
+    encoder_dim: int | None = None
+    encoder_max_dim: int | None = None
+    mapper_dim: int | None = None
+    log_every: int | None = None
+    amp: bool | None = None
+    channels_last: bool | None = None
+    compile: bool | None = None
+    loader_workers: int | None = None
     dataset: Any = None
-    model: dict[str, Any] = field(default_factory=dict)  # ModelConfig fields
-    recipe: dict[str, Any] = field(default_factory=dict)  # Recipe fields, typed
-    run: dict[str, Any] = field(default_factory=dict)  # RunSettings given explicitly
-    iters: int | None = None
-    batch: int = 8
-    lam: bool = True
-    size: int | None = None
-    spacing: float | None = None
-    preprocess: Any = None
-    pairing: str = "unpaired"
-    seed: int = 0
-    resume: bool = False
     cache_dir: Path | None = None
-    progress: bool = True
     callback: Callable[..., None] | None = None
 
     @classmethod
-    def from_options(cls, out, options: Mapping[str, Any], **fields_: Any) -> TrainRequest:
-        """Split free ``options`` into ModelConfig and Recipe fields; ``recipe`` (a mapping of
-        ``--recipe`` strings) is typed from the Recipe fields. ``TypeError`` on unknown ones."""
-        options = dict(options)
-        recipe = recipe_overrides(options.pop("recipe", None) or {})
-        unknown = set(options) - MODEL_KEYS - RECIPE_KEYS
+    def from_mapping(cls, options: Mapping[str, Any]) -> UMMGATOptions:
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(options) - set(known))
         if unknown:
-            raise TypeError(f"unknown training options: {', '.join(sorted(unknown))}")
-        model = {k: v for k, v in options.items() if k in MODEL_KEYS}
-        recipe.update({k: v for k, v in options.items() if k in RECIPE_KEYS})
-        return cls(out=Path(out), model=model, recipe=recipe, **fields_)
+            raise ValueError(f"unknown option{'s' if len(unknown) > 1 else ''} "
+                             f"{', '.join(repr(k) for k in unknown)} for the ummgat trainer; "
+                             f"its options are {', '.join(known)}")
+        return cls(**options)
 
-    def new_recipe(self) -> Recipe:
-        return Recipe(iters=self.iters or Recipe.iters, batch=self.batch, lam=self.lam,
-                      **self.recipe)
+    def model(self) -> dict[str, Any]:
+        """The :class:`ModelConfig` fields given."""
+        return {k: getattr(self, k) for k in MODEL_KEYS if getattr(self, k, None) is not None}
+
+    def run(self, request: TrainRequest) -> dict[str, Any]:
+        """The :class:`RunSettings` given by ``request`` and these options (``None``: not given)."""
+        return {"checkpoint_every": request.checkpoint_every,
+                "sample_every": request.sample_every,
+                "keep_checkpoints": request.keep_checkpoints, "log_every": self.log_every,
+                "amp": self.amp, "channels_last": self.channels_last, "compile": self.compile,
+                "loader_workers": self.loader_workers}
+
+
+def new_recipe(request: TrainRequest) -> Recipe:
+    """A new run's recipe: the defaults, ``iters``, ``batch_size``, ``lam`` and the overrides."""
+    return Recipe(iters=request.iters or Recipe.iters, batch=request.batch_size,
+                  lam=request.lam, **recipe_overrides(request.recipe))

@@ -1,7 +1,8 @@
 """The ``ummgat`` trainer plugin: data, the model, resume, and the run's model card.
 
 The loop itself (batches, step, samples, checkpoints) is :mod:`harmonix_ummgat.loop`; what a
-call asks for is a :class:`harmonix_ummgat.settings.TrainRequest`.
+call asks for is a :class:`harmonix.requests.TrainRequest`, and this trainer's own options a
+:class:`harmonix_ummgat.settings.UMMGATOptions`.
 
 The model card travels (``harmonix models export``), so it names the training sites by folder
 name only and records their cases by content (``data.data_record``: ids and file hashes,
@@ -16,65 +17,69 @@ import dataclasses
 import json
 import math
 import os
-import re
-import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-import harmonix
-from harmonix.cards import portable_path
-from harmonix.data.fingerprint import RECORD_KEY, RECORD_VERSION, training_record
-from harmonix.errors import CheckpointError, InputError
-from harmonix.harmonization.fusion import (
+from harmonix.sdk import (
+    CARD_FILE,
+    CHECKPOINTS_DIR,
     DEFAULT_POLICY,
     FILL_KEY,
+    LATEST_FILE,
     MAX_CASES,
+    RECORD_KEY,
+    CheckpointError,
     FillPolicy,
+    InputError,
+    PreprocessConfig,
+    Trainer,
+    TrainRequest,
+    __version__,
+    atomic_write_json,
+    latest_checkpoint,
+    load_tensors,
+    load_training_state,
+    make_training_data,
     measure_correlations,
+    merge_records,
+    portable_path,
+    read_card,
+    remove_stale_temporaries,
+    training_record,
 )
-from harmonix.interfaces import Trainer
-from harmonix.io import atomic_write_json
-from harmonix.models import checkpoints as ckpt
 from harmonix_ummgat.data import BatchSource, indices_by_domain
 from harmonix_ummgat.generator import UMMGATGenerator
 from harmonix_ummgat.loop import Loop
 from harmonix_ummgat.networks import ModelConfig
-from harmonix_ummgat.recipe import Recipe
-from harmonix_ummgat.settings import RunSettings, TrainRequest
+from harmonix_ummgat.recipe import Recipe, recipe_overrides
+from harmonix_ummgat.settings import RunSettings, UMMGATOptions, new_recipe
 from harmonix_ummgat.solver import Solver
 
 TRAINER_NAME = "ummgat"
 
-#: ``callback(iteration_done, losses, solver)``; raising stops training (tests use it to "kill").
-Callback = Callable[[int, dict[str, torch.Tensor], Solver], None]
-
-#: The temporary folder ``harmonix.models.checkpoints.save_checkpoint`` writes before renaming it.
-_TMP_CHECKPOINT = re.compile(r"\.tmp-iter_\d+-(\d+)")
 #: Run-local facts that must not travel in the card: ``{"sites": [absolute folders]}``.
 RUN_FILE = "run.json"
 
 
-def preprocess_config(size: int | None, spacing: float | None, preprocess=None):
-    """Preprocessing for ``size`` x ``size`` slices at ``spacing`` mm.
+def preprocess_config(size: int | None, spacing: float | None, depth: int | None = None):
+    """Preprocessing for ``size`` x ``size`` slices at ``spacing`` mm, ``depth`` slices deep.
 
-    Defaults: ``preprocess`` (or the paper's 176x176x155 at 1 mm); a coarser ``spacing`` without
-    a ``size`` keeps the paper's field of view (176 mm, rounded up to a multiple of 16 pixels),
-    and the depth always covers 155 mm.
+    Defaults: the paper's 176x176x155 at 1 mm; a coarser ``spacing`` without a ``size`` keeps the
+    paper's field of view (176 mm, rounded up to a multiple of 16 pixels), and without a
+    ``depth`` the crop covers 155 mm.
     """
-    from harmonix.data.preprocess import PreprocessConfig
-
-    base = preprocess or PreprocessConfig()
-    if size is None and spacing is None:
-        return base
+    base = PreprocessConfig()
     spacing = float(spacing) if spacing is not None else base.spacing
     if size is None:
         size = 16 * math.ceil(base.crop_shape[0] * base.spacing / spacing / 16)
-    depth = max(1, round(base.crop_shape[2] * base.spacing / spacing))
-    return dataclasses.replace(base, spacing=spacing, crop_shape=(int(size), int(size), depth))
+    if depth is None:
+        depth = max(1, round(base.crop_shape[2] * base.spacing / spacing))
+    return dataclasses.replace(base, spacing=spacing,
+                               crop_shape=(int(size), int(size), int(depth)))
 
 
 def _distributed(device: str) -> tuple[int, int, str, bool]:
@@ -94,37 +99,14 @@ def _distributed(device: str) -> tuple[int, int, str, bool]:
     return rank, dist.get_world_size(), device, here
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_stale_temporaries(run_dir: Path) -> list[Path]:
-    """Remove the ``.tmp-iter_*`` checkpoint folders a killed run left (never a live one's)."""
-    root = run_dir / ckpt.CHECKPOINTS_DIR
-    removed = []
-    for path in sorted(root.glob(".tmp-iter_*")) if root.is_dir() else []:
-        match = _TMP_CHECKPOINT.fullmatch(path.name)
-        if match and path.is_dir() and not path.is_symlink() and (
-                int(match.group(1)) == os.getpid() or not _pid_alive(int(match.group(1)))):
-            shutil.rmtree(path)
-            removed.append(path)
-    return removed
-
-
 def run_checkpoint(run_dir: Path) -> Path | None:
     """The run's latest checkpoint; ``latest.json`` may only name a folder of this run."""
-    latest = ckpt.latest_checkpoint(run_dir) if run_dir.is_dir() else None
+    latest = latest_checkpoint(run_dir) if run_dir.is_dir() else None
     if latest is None:
         return None
-    root = (run_dir / ckpt.CHECKPOINTS_DIR).resolve()
+    root = (run_dir / CHECKPOINTS_DIR).resolve()
     if latest.resolve().parent != root:
-        raise CheckpointError(run_dir / ckpt.CHECKPOINTS_DIR / ckpt.LATEST_FILE,
+        raise CheckpointError(run_dir / CHECKPOINTS_DIR / LATEST_FILE,
                               f"names '{latest}', which is not a checkpoint of this run")
     return latest
 
@@ -137,99 +119,49 @@ class UMMGATTrainer(Trainer):
     def load_generator(self, path: Path, device: str = "cpu") -> UMMGATGenerator:
         return UMMGATGenerator.from_checkpoint(path, device=device)
 
-    def train(
-        self,
-        *,
-        out: str | Path,
-        data: Sequence[str | Path] | None = None,
-        dataset=None,
-        backbone: str = "swin",
-        backbone_options: dict[str, Any] | None = None,
-        preset: str | None = None,
-        iters: int | None = None,
-        batch: int = 8,
-        size: int | None = None,
-        spacing: float | None = None,
-        preprocess=None,
-        lam: bool = True,
-        pairing: str = "unpaired",
-        seed: int = 0,
-        device: str = "cpu",
-        resume: bool = False,
-        checkpoint_every: int | None = None,
-        sample_every: int | None = None,
-        log_every: int | None = None,
-        keep_checkpoints: int | None = None,
-        amp: bool | None = None,
-        channels_last: bool | None = None,
-        compile: bool | None = None,
-        loader_workers: int | None = None,
-        cache_dir: str | Path | None = None,
-        progress: bool = True,
-        callback: Callback | None = None,
-        **options: Any,
-    ) -> Path:
-        """Train (or with ``resume`` continue) a run in ``out``; returns the run directory.
-
-        ``data`` are site folders (read and cached through :mod:`harmonix.data.dataset`), or
-        give a ready ``dataset`` (a ``SliceDataset``). ``size``/``spacing`` set the slice size
-        and the preprocessing spacing. ``preset`` is the model's (paper, fast, small, tiny;
-        default: a preset ``backbone_options`` name, else paper). Other ``options`` are
-        :class:`ModelConfig` fields (``style_dim``, ...), :class:`Recipe` fields (``lr``,
-        ``lambda_ds``, ...) or ``recipe``: a mapping of Recipe fields to strings (``--recipe``).
-        Run settings left ``None`` (``checkpoint_every``, ``amp``, ...) are the run's own on
-        ``resume``, else the :class:`RunSettings` defaults. ``batch`` is per process.
-        """
-        run = dict(checkpoint_every=checkpoint_every, sample_every=sample_every,
-                   log_every=log_every, keep_checkpoints=keep_checkpoints, amp=amp,
-                   channels_last=channels_last, compile=compile, loader_workers=loader_workers)
-        model = {"backbone": backbone, "backbone_options": dict(backbone_options or {}),
-                 "preset": preset}
-        request = TrainRequest.from_options(
-            out, options, data=[Path(s) for s in data or []], dataset=dataset, run=run,
-            iters=iters, batch=batch, lam=lam, size=size, spacing=spacing, preprocess=preprocess,
-            pairing=pairing, seed=seed, resume=resume, progress=progress, callback=callback,
-            cache_dir=Path(cache_dir) if cache_dir else None,
-        )
-        request.model = {**model, **request.model}
-        rank, world, device, own_group = _distributed(str(device))
+    def train(self, request: TrainRequest) -> Path:
+        """Train (or with ``request.resume`` continue) a run in ``request.out``; returns the run
+        directory. ``request.options`` are :class:`UMMGATOptions` (model widths, speed settings,
+        a ready ``dataset``, ``cache_dir``, ``callback``); ``request.recipe`` overrides
+        :class:`Recipe` fields. ``batch_size`` is per process."""
+        options = UMMGATOptions.from_mapping(request.options)
+        rank, world, device, own_group = _distributed(str(request.device))
         try:
-            return self._train(request, rank, world, device)
+            return self._train(request, options, rank, world, device)
         finally:
             if own_group:
                 torch.distributed.destroy_process_group()
 
     # -- the run ----------------------------------------------------------------------------
-    def _train(self, req: TrainRequest, rank: int, world: int, device: str) -> Path:
+    def _train(self, req: TrainRequest, options: UMMGATOptions, rank: int, world: int,
+               device: str) -> Path:
         run_dir = req.out
         latest = run_checkpoint(run_dir)
-        card_prev = ckpt.read_card(latest) if latest is not None else None
+        card_prev = read_card(latest) if latest is not None else None
         if latest is not None and not req.resume:
             raise InputError(run_dir, f"already holds a training run (checkpoint {latest.name}); "
                                       "resume it with --resume or choose another --out")
         if card_prev is not None and card_prev.get("trainer") != TRAINER_NAME:
-            raise CheckpointError(latest / ckpt.CARD_FILE, "was not written by the ummgat trainer")
+            raise CheckpointError(latest / CARD_FILE, "was not written by the ummgat trainer")
 
         if card_prev is not None:  # resuming: the saved model and recipe are authoritative
-            from harmonix.data.preprocess import PreprocessConfig
-
             config = ModelConfig.from_dict(card_prev["model"])
-            recipe = Recipe.from_dict({**card_prev["recipe"], **req.recipe})
+            recipe = Recipe.from_dict({**card_prev["recipe"], **recipe_overrides(req.recipe)})
             if req.iters is not None:
                 recipe.iters = int(req.iters)
             prep = PreprocessConfig.from_dict(card_prev["preprocessing"])
             pairing = card_prev["data"].get("pairing", req.pairing)
             seed = int(card_prev["seed"])
             sites = list(req.data) or recorded_sites(run_dir, card_prev)
-            settings = RunSettings.resolve(req.run, card_prev.get("run"))
+            settings = RunSettings.resolve(options.run(req), card_prev.get("run"))
         else:
-            prep = preprocess_config(req.size, req.spacing, req.preprocess)
+            prep = preprocess_config(req.size, req.spacing, req.depth)
             pairing, seed, sites = req.pairing, int(req.seed), list(req.data)
-            recipe = req.new_recipe()
-            settings = RunSettings.resolve(req.run, None)
+            recipe = new_recipe(req)
+            settings = RunSettings.resolve(options.run(req), None)
             config = None  # needs the dataset's domains
 
-        dataset = req.dataset
+        dataset = options.dataset
         if dataset is None:
             named = (card_prev or {}).get("data", {}).get("sites") if not sites else None
             if named:
@@ -238,9 +170,7 @@ class UMMGATTrainer(Trainer):
                                           "give them again with --data")
             if not sites:
                 raise ValueError("give site folders (data=[...] / --data) or a dataset")
-            from harmonix.data.dataset import make_training_data
-
-            cache = req.cache_dir or run_dir / "cache"
+            cache = Path(options.cache_dir) if options.cache_dir else run_dir / "cache"
             if world > 1 and rank != 0:  # rank 0 builds the slice cache, the others reuse it
                 torch.distributed.barrier()
             dataset = make_training_data(sites, cache, prep, pairing=pairing, seed=seed,
@@ -255,7 +185,9 @@ class UMMGATTrainer(Trainer):
                 raise ValueError(f"slices must be square, got {height}x{image_size}")
             lesion_heads = recipe.lam and recipe.lambda_les_adv > 0  # D's LAM branches
             config = ModelConfig(domains=tuple(dataset.domains), image_size=image_size,
-                                 **{"lesion_discriminator": lesion_heads, **req.model})
+                                 preset=req.preset, backbone=req.backbone,
+                                 backbone_options=dict(req.backbone_options),
+                                 lesion_discriminator=lesion_heads, **options.model())
         elif list(dataset.domains) != list(config.domains):
             raise InputError(run_dir, f"the data's domains {list(dataset.domains)} differ from "
                                       f"the run's {list(config.domains)}")
@@ -278,8 +210,8 @@ class UMMGATTrainer(Trainer):
         if req.resume and rank == 0:  # a killed run's half-written checkpoint
             remove_stale_temporaries(run_dir)
         if latest is not None:
-            solver.load_state_tensors(ckpt.load_tensors(latest))
-            state = ckpt.load_training_state(latest)
+            solver.load_state_tensors(load_tensors(latest))
+            state = load_training_state(latest)
             solver.load_optimizer_state(state["optimizers"])
             start = int(state["iteration"])
 
@@ -300,7 +232,7 @@ class UMMGATTrainer(Trainer):
                 atomic_write_json(run_dir / RUN_FILE,
                                   {"sites": [str(Path(s).resolve()) for s in sites]})
         loop = Loop(run_dir, rank, solver, source, card, settings, progress=req.progress,
-                    callback=req.callback)
+                    callback=options.callback)
         loop.run(start, recipe.iters)
         return run_dir
 
@@ -315,7 +247,7 @@ def _card(config: ModelConfig, recipe: Recipe, settings: RunSettings, prep, seed
     """The model card: what rebuilds the generator, how it was trained, and on what."""
     return {
         "trainer": TRAINER_NAME,
-        "harmonix_version": harmonix.__version__,
+        "harmonix_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "domains": list(config.domains),
         "lesion_domains": list(config.lesion_domains),
@@ -378,10 +310,5 @@ def data_record(sites: Sequence[str | Path], previous: dict[str, Any] | None = N
     record = training_record(sites) if sites else None
     if not previous:
         return record
-    merged, seen = [], set()
-    for case in [*(previous.get("cases") or []), *((record or {}).get("cases") or [])]:
-        key = (case.get("id"), tuple(sorted((case.get("files") or {}).items())))
-        if key not in seen:
-            seen.add(key)
-            merged.append(case)
-    return {"version": RECORD_VERSION, "cases": merged}
+    return merge_records(previous, record)
+

@@ -5,20 +5,20 @@
 Registered lazily (``"module:attribute"``): nothing is imported until harmonix asks for it.
 """
 
-import harmonix
+from harmonix.sdk import hookimpl
 
 
-@harmonix.hookimpl
+@hookimpl
 def register_trainers(register):
     register("moments", "harmonix_example_plugins.generator:MomentsTrainer")
 
 
-@harmonix.hookimpl
+@hookimpl
 def register_segmenters(register):
     register("centroid", "harmonix_example_plugins.segmenter:CentroidSegmenter")
 
 
-@harmonix.hookimpl
+@hookimpl
 def register_metrics(register):
     register("volume-error", "harmonix_example_plugins.metrics:VolumeError")
     register("mae", "harmonix_example_plugins.metrics:MeanAbsoluteError")

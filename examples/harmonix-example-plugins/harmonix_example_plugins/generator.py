@@ -5,19 +5,23 @@ moments to the target's. (A baseline, not a GAN; it shows the Trainer and Genera
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from harmonix.cards import CARD_FILE
-from harmonix.data.preprocess import PreprocessConfig, preprocess_case
-from harmonix.data.site import read_site
-from harmonix.interfaces import Generator, Trainer
-from harmonix.io import atomic_write_json
-from harmonix.models.checkpoints import read_card
+from harmonix.sdk import (
+    CARD_FILE,
+    Generator,
+    PreprocessConfig,
+    Trainer,
+    TrainRequest,
+    preprocess_case,
+    read_card,
+    read_site,
+    write_card,
+)
 
 
 class MomentsGenerator(Generator):
@@ -47,17 +51,21 @@ class MomentsTrainer(Trainer):
 
     name = "moments"
 
-    def train(self, *, out: str | Path, data: Sequence[str | Path], size: int | None = None,
-              spacing: float | None = None, **options: Any) -> Path:
-        """Measure every domain of the sites ``data``; ``options`` (the UMMGAT trainer's
-        iterations, backbone, ...) do not apply and are ignored."""
-        spacing, size = spacing or 1.0, size or 176
-        config = PreprocessConfig(spacing=spacing,
-                                  crop_shape=(size, size, math.ceil(155 / spacing)))
+    def train(self, request: TrainRequest) -> Path:
+        """Measure every domain on the first ``request.iters`` cases of each site (all of them
+        when ``iters`` is not given). It has no network, so ``request.backbone`` is only
+        recorded in the card; it has no options of its own, so any ``request.options`` key is
+        an error naming it."""
+        if request.options:
+            raise ValueError(f"unknown options {sorted(request.options)} for the moments "
+                             "trainer; it has none")
+        spacing, size = request.spacing or 1.0, request.size or 176
+        depth = request.depth or math.ceil(155 / spacing)
+        config = PreprocessConfig(spacing=spacing, crop_shape=(size, size, depth))
         voxels: dict[str, list[np.ndarray]] = {}
-        for folder in data:
+        for folder in request.data:
             site = read_site(folder)
-            for case in site.cases:
+            for case in site.cases[:request.iters]:
                 prepared = preprocess_case(case, config)
                 for sequence, volume in prepared.volumes.items():
                     domain = f"{site.center}/{sequence}"
@@ -65,9 +73,10 @@ class MomentsTrainer(Trainer):
         moments = {d: [float(np.concatenate(v).mean()), float(np.concatenate(v).std())]
                    for d, v in voxels.items()}
         card = {"trainer": self.name, "domains": sorted(moments), "image_size": size,
-                "preprocessing": config.to_dict(), "moments": moments}
-        atomic_write_json(Path(out) / CARD_FILE, card)  # a run folder with its model card
-        return Path(out)
+                "preprocessing": config.to_dict(), "moments": moments,
+                "request": {"iters": request.iters, "backbone": request.backbone}}
+        write_card(request.out / CARD_FILE, card, "generator")  # checked, then written
+        return request.out
 
     def load_generator(self, path: Path, device: str = "cpu") -> MomentsGenerator:
         return MomentsGenerator(read_card(path, "generator"))

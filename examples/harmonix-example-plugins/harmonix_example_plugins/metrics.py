@@ -1,11 +1,10 @@
-"""One metric of each kind that ``harmonix evaluate`` runs (harmonix.interfaces)."""
+"""One metric of each kind that ``harmonix evaluate`` runs (the contracts in harmonix.sdk)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from harmonix.data.labels import region_masks
-from harmonix.interfaces import ImageMetric, ImageSetMetric, SegmentationMetric, Spacing
+from harmonix.sdk import ImageMetric, ImageSetMetric, SegmentationMetric, Spacing, region_masks
 
 
 class VolumeError(SegmentationMetric):

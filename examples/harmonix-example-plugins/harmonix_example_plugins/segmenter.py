@@ -10,9 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from harmonix.cards import CARD_FILE
-from harmonix.interfaces import Segmenter
-from harmonix.io import atomic_write_json
+from harmonix.sdk import CARD_FILE, Segmenter, atomic_write_json
 
 LABELS = (0, 1, 2, 4)  # background (brain), NCR, ED, ET: harmonix's canonical values
 CENTROIDS_FILE = "centroids.json"

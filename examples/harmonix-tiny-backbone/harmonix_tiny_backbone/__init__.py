@@ -8,9 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import harmonix
-from harmonix.backbones import from_preset
-from harmonix.nn import AdaIN
+from harmonix.sdk import DEFAULT_PRESET, AdaIN, Backbone, from_preset, hookimpl
 
 #: ``preset="tiny"`` is what harmonix's backbone test suite builds; options override a preset.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -18,7 +16,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-class TinyUnet(harmonix.Backbone):
+class TinyUnet(Backbone):
     """One downsampling level: conv, strided conv, AdaIN, transposed conv, skip, conv."""
 
     size_multiple = 2
@@ -49,7 +47,7 @@ def build_tiny_unet(
     out_channels: int = 1,
     style_dim: int = 64,
     img_size: int = 176,
-    preset: str = "fast",
+    preset: str = DEFAULT_PRESET,
     **options: Any,
 ) -> TinyUnet:
     """The factory harmonix calls: the standard arguments, a preset, and free options."""
@@ -57,6 +55,6 @@ def build_tiny_unet(
                        in_channels, out_channels, style_dim)
 
 
-@harmonix.hookimpl
+@hookimpl
 def register_backbones(register):
     register("tiny", build_tiny_unet)

@@ -1,6 +1,6 @@
 """Cross-center (a local center's T2 only) and the generator's sequence codes (UMAP).
 
-See :mod:`harmonix.evaluate.run` for what cross-center measures.
+See :mod:`harmonix.evaluation.run` for what cross-center measures.
 """
 
 from __future__ import annotations
@@ -9,14 +9,14 @@ import math
 
 import numpy as np
 
-from harmonix.evaluate.cases import axial, fid_slice_indices
-from harmonix.evaluate.context import RunContext
-from harmonix.evaluate.metrics import SegmentationScorer
-from harmonix.evaluate.results import CROSS, MAIN
-from harmonix.evaluate.scenarios import Scenario, missing_text
-from harmonix.evaluate.segmentation import prepare_site
+from harmonix.evaluation.cases import axial, fid_slice_indices
+from harmonix.evaluation.context import RunContext
+from harmonix.evaluation.metrics import SegmentationScorer
+from harmonix.evaluation.results import CROSS, MAIN
+from harmonix.evaluation.scenarios import Scenario, missing_text
 from harmonix.interfaces import Generator
 from harmonix.progress import progress_task
+from harmonix.segmentation import prepare_site
 
 
 # -- cross-center ----------------------------------------------------------------------------------
@@ -73,7 +73,7 @@ def cross_center(run: RunContext, site_dir) -> None:
 
 # -- sequence codes --------------------------------------------------------------------------------
 def sequence_codes(run: RunContext, generator: Generator, umap: bool) -> None:
-    from harmonix.evaluate.codes import bank_groups, collect_codes, umap_embedding
+    from harmonix.evaluation.codes import bank_groups, collect_codes, umap_embedding
 
     ev = run.ev
     groups = bank_groups(run.bank, run.target.center, run.sequences, MAIN)

@@ -1,4 +1,6 @@
-"""Train a segmenter plugin on a site, load one, and predict a site's label maps.
+"""The segmenter workflow: train a segmenter plugin on a site, load one, and predict a site's
+label maps (``harmonix segment train`` / ``predict``); the evaluation loads its segmenter and
+prepares its test cases here too (:func:`load_segmenter`, :func:`prepare_site`).
 
 The segmenter's checkpoint folder (``model_card.json`` and the plugin's own files, e.g.
 ``model.safetensors``) names the plugin (``"segmenter"``) and the ``PreprocessConfig`` it was
@@ -15,20 +17,25 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from harmonix.cards import CARD_FILE, portable_path, preprocessing_of
-from harmonix.data.fingerprint import RECORD_KEY, RECORD_VERSION, case_record
+from harmonix.cards import CARD_FILE, portable_path, preprocessing_of, write_card
+from harmonix.data.fingerprint import RECORD_KEY, case_record, merge_records
+from harmonix.data.labels import from_canonical
 from harmonix.data.layouts import naming_for_labels
+from harmonix.data.preprocess import PreprocessConfig, preprocess_case, restore
+from harmonix.data.site import read_site
 from harmonix.errors import CheckpointError, InputError
-from harmonix.evaluate.strategies import (
+from harmonix.evaluation.strategies import (
     CORRELATIONS_KEY,
     MAX_CORRELATION_CASES,
     correlations_record,
     sequence_correlations,
 )
 from harmonix.interfaces import Segmenter
-from harmonix.io import atomic_write_json, atomic_write_nifti
+from harmonix.io import atomic_write_nifti, atomic_write_text
 from harmonix.models.checkpoints import read_card, resolve_checkpoint
+from harmonix.plugins import build_segmenter, get_segmenter
 
 DEFAULT_FIELD_OF_VIEW = (176, 176, 155)  # mm, harmonix's 1 mm crop
 
@@ -36,8 +43,6 @@ DEFAULT_FIELD_OF_VIEW = (176, 176, 155)  # mm, harmonix's 1 mm crop
 def default_preprocess(spacing: float = 1.0, size: int | None = None):
     """``PreprocessConfig`` at ``spacing`` mm: the 176 x 176 x 155 mm crop, or ``size`` voxels
     in-plane (the generator's slice size) with the depth of 155 mm."""
-    from harmonix.data.preprocess import PreprocessConfig
-
     x, y, z = (math.ceil(n / spacing - 1e-6) for n in DEFAULT_FIELD_OF_VIEW)
     if size is not None:
         x = y = int(size)
@@ -48,8 +53,6 @@ def load_segmenter(path: str | Path | Segmenter, device: str = "cpu") -> Segment
     """The segmenter plugin named in the card, rebuilt from its checkpoint folder."""
     if isinstance(path, Segmenter):
         return path
-    from harmonix.plugins import get_segmenter
-
     folder = resolve_checkpoint(path, "segmenter")
     card = read_card(folder, "segmenter")
     return get_segmenter(card["segmenter"]).load(folder, device=device)
@@ -57,8 +60,6 @@ def load_segmenter(path: str | Path | Segmenter, device: str = "cpu") -> Segment
 
 def segmenter_preprocess(segmenter: Segmenter):
     """The ``PreprocessConfig`` a segmenter was trained with (default config if unrecorded)."""
-    from harmonix.data.preprocess import PreprocessConfig
-
     spec = preprocessing_of(getattr(segmenter, "card", None))
     return PreprocessConfig.from_dict(spec) if spec else PreprocessConfig()
 
@@ -85,9 +86,6 @@ def prepare_site(
     """Read a site and preprocess its cases that have ``sequences`` (and a label map if
     ``need_label``); each other case is skipped with the reason. Raises ``InputError`` if no
     case is usable."""
-    from harmonix.data.preprocess import preprocess_case
-    from harmonix.data.site import read_site
-
     site = read_site(site_dir, center=center)
     cases, skipped = [], []
     for case in site.cases:
@@ -146,18 +144,13 @@ def train_segmenter(
     (``copy_correlations``): ``harmonix evaluate`` refuses test cases found in the record and
     learns the copy mapping from them.
     """
-    from harmonix.data.preprocess import PreprocessConfig
-    from harmonix.plugins import build_segmenter
-
     out = Path(out)
     sites = [Path(d) for d in ([data] if isinstance(data, (str, Path)) else data)]
-    if resume and (out / CARD_FILE).exists():
-        card = read_card(out, "segmenter")
-        if preprocess is None and card.get("preprocessing"):
-            preprocess = PreprocessConfig.from_dict(card["preprocessing"])
+    earlier = read_card(out, "segmenter") if resume and (out / CARD_FILE).exists() else {}
+    if preprocess is None and earlier.get("preprocessing"):
+        preprocess = PreprocessConfig.from_dict(earlier["preprocessing"])
     config = preprocess or default_preprocess()
-    previous = (read_card(out, "segmenter").get("training") or {}) if resume and (
-        out / CARD_FILE).exists() else {}
+    previous = earlier.get("training") or {}
     cases, used = [], []
     for site_dir in sites:
         prepared = prepare_site(site_dir, config, sequences=sequences)
@@ -177,22 +170,11 @@ def train_segmenter(
     training["data"] = [portable_path(s.resolve()) for s in sites]  # names: cards travel
     # for the evaluation: the cases trained on (never to be tested on) and the copy strategy's
     # correlations, learned here rather than on test cases
-    training[RECORD_KEY] = _merge_records(previous.get(RECORD_KEY), used)
+    training[RECORD_KEY] = merge_records(previous.get(RECORD_KEY), {"cases": used})
     table = sequence_correlations(cases[:MAX_CORRELATION_CASES], sequences)
     training[CORRELATIONS_KEY] = correlations_record(table)
-    atomic_write_json(out / CARD_FILE, card)
+    write_card(out / CARD_FILE, card, "segmenter")
     return out
-
-
-def _merge_records(previous, cases: list[dict[str, Any]]) -> dict[str, Any]:
-    """A training record of ``cases`` plus those of an earlier run that was resumed."""
-    merged, seen = [], set()
-    for case in [*((previous or {}).get("cases") or []), *cases]:
-        key = (case.get("id"), tuple(sorted((case.get("files") or {}).items())))
-        if key not in seen:
-            seen.add(key)
-            merged.append(case)
-    return {"version": RECORD_VERSION, "cases": merged}
 
 
 def label_file_name(case_id: str, convention: str) -> str:
@@ -220,13 +202,6 @@ def predict_site(
     """Segment every case of ``site_dir`` and write ``OUT/CASE/CASE_seg.nii.gz`` on the case's
     own grid, in the site's label convention (atomic writes); a case that lacks a sequence or
     fails is reported and skipped. ``OUT/predictions.csv`` lists every case."""
-    import pandas as pd
-
-    from harmonix.data.labels import from_canonical
-    from harmonix.data.preprocess import preprocess_case, restore
-    from harmonix.data.site import read_site
-    from harmonix.io import atomic_write_text
-
     segmenter = load_segmenter(model, device)
     config = segmenter_preprocess(segmenter)
     site = read_site(site_dir, center=center)

@@ -9,7 +9,7 @@ given what its contract says:
 * :class:`~harmonix.interfaces.ImageMetric`: every generated sequence against the real one inside
   the brain mask (:class:`ImageScorer`), rows with ``sequence`` and ``source`` set;
 * :class:`~harmonix.interfaces.ImageSetMetric`: the slice sets of FID's design
-  (:mod:`harmonix.evaluate.fid`), rows of kind ``fid``.
+  (:mod:`harmonix.evaluation.fid`), rows of kind ``fid``.
 
 Rows name the metric by its registered name.
 """

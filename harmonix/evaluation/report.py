@@ -2,24 +2,24 @@
 
 ``REPORT_DIR/``
 
-* ``results.csv``: every number, one per row (columns :data:`harmonix.evaluate.results.COLUMNS`);
+* ``results.csv``: every number, one per row (columns :data:`harmonix.evaluation.results.COLUMNS`);
 * ``table1_median_dice.csv``, ``wilcoxon.csv``, ``friedman.csv``, ``dunn.csv``: statistics of
-  the Dice rows (:mod:`harmonix.evaluate.stats`);
+  the Dice rows (:mod:`harmonix.evaluation.stats`);
 * ``fid_friedman.csv``, ``fid_dunn.csv``: the paper's tests on FID per sequence pair
-  (:mod:`harmonix.evaluate.fid`);
+  (:mod:`harmonix.evaluation.fid`);
 * ``correlations.csv``, ``random_missing.csv``, ``fid.csv``, ``image_quality.csv`` (a column
   per image metric), ``umap.csv``: the tables behind the report's sections;
 * ``median_NAME.csv`` per segmentation metric other than Dice (HD95, a plugin's), ``pairs_NAME.csv``
-  per image-set metric other than FID (:mod:`harmonix.evaluate.metric_tables`);
+  per image-set metric other than FID (:mod:`harmonix.evaluation.metric_tables`);
 * ``fid_lesion.csv``: lesion-region FID per pair, with and without LAM;
 * ``fidelity.csv``: generated vs the source copied and remapped, per sequence pair
-  (:mod:`harmonix.evaluate.fidelity`);
+  (:mod:`harmonix.evaluation.fidelity`);
 * ``boxplots_dice.png``, ``fid_heatmap.png``, ``umap.png``, ``overlays/*.png``,
-  ``examples.png`` (:mod:`harmonix.evaluate.figures`);
+  ``examples.png`` (:mod:`harmonix.evaluation.figures`);
 * ``evaluation.json`` (settings, provenance, timings, notes) and ``report.md``, which states at
   its top how the test cases were split off, the training/test overlap check and where the copy
   mapping came from; ``report.html``, the same as one self-contained page
-  (:mod:`harmonix.evaluate.html`).
+  (:mod:`harmonix.evaluation.html`).
 
 Every file is written atomically.
 """
@@ -32,15 +32,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from harmonix.evaluate import stats as statistics_module
-from harmonix.evaluate.artifacts import INTRO as GRID_INTRO
-from harmonix.evaluate.artifacts import THROUGH_PLANE_INTRO, grid_table, through_plane_table
-from harmonix.evaluate.brasyn import INTRO as BRASYN_INTRO
-from harmonix.evaluate.brasyn import brasyn_table
-from harmonix.evaluate.fid import fid_statistics, lesion_fid_table
-from harmonix.evaluate.fidelity import INTRO as FIDELITY_INTRO
-from harmonix.evaluate.fidelity import fidelity_table, image_quality_table
-from harmonix.evaluate.figures import (
+from harmonix.evaluation import stats as statistics_module
+from harmonix.evaluation.artifacts import INTRO as GRID_INTRO
+from harmonix.evaluation.artifacts import THROUGH_PLANE_INTRO, grid_table, through_plane_table
+from harmonix.evaluation.brasyn import INTRO as BRASYN_INTRO
+from harmonix.evaluation.brasyn import brasyn_table
+from harmonix.evaluation.fid import fid_statistics, lesion_fid_table
+from harmonix.evaluation.fidelity import INTRO as FIDELITY_INTRO
+from harmonix.evaluation.fidelity import fidelity_table, image_quality_table
+from harmonix.evaluation.figures import (
     REGIONS,
     dice_long,
     fid_matrix,
@@ -50,11 +50,11 @@ from harmonix.evaluate.figures import (
     plot_overlay,
     plot_umap,
 )
-from harmonix.evaluate.html import write_html
-from harmonix.evaluate.lesion import INTRO as LESION_INTRO
-from harmonix.evaluate.lesion import lesion_table
-from harmonix.evaluate.metric_tables import MetricSection, metric_sections
-from harmonix.evaluate.results import (
+from harmonix.evaluation.html import write_html
+from harmonix.evaluation.lesion import INTRO as LESION_INTRO
+from harmonix.evaluation.lesion import lesion_table
+from harmonix.evaluation.metric_tables import MetricSection, metric_sections
+from harmonix.evaluation.results import (
     CROSS,
     GENERATOR_LABELS,
     MAIN,
@@ -62,9 +62,9 @@ from harmonix.evaluate.results import (
     Evaluation,
     EvaluationResult,
 )
-from harmonix.evaluate.scenarios import random_distribution
-from harmonix.evaluate.strategies import STRATEGIES
-from harmonix.evaluate.text import markdown_table, power_note, verdict_lines
+from harmonix.evaluation.scenarios import random_distribution
+from harmonix.evaluation.strategies import STRATEGIES
+from harmonix.evaluation.text import markdown_table, power_note, verdict_lines
 from harmonix.io import atomic_write_json, atomic_write_text
 
 
@@ -76,7 +76,7 @@ def _csv(path: Path, table: pd.DataFrame, index: bool = False) -> Path:
 
 # -- statistics ------------------------------------------------------------------------------------
 def statistics(results: pd.DataFrame, scenarios: Sequence[str]) -> dict[str, pd.DataFrame]:
-    """:func:`harmonix.evaluate.stats.all_statistics` of the Dice rows, in report order."""
+    """:func:`harmonix.evaluation.stats.all_statistics` of the Dice rows, in report order."""
     dice = dice_long(results)
     if dice.empty:
         return {}

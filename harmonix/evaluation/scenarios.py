@@ -6,8 +6,8 @@
   keeps at least one sequence and loses at most three), from ``numpy.random.default_rng(seed)``
   in case order; :func:`random_distribution` reports what was drawn;
 * **brasyn**: each case loses one sequence, drawn per case (the BraSyn challenge's protocol,
-  :mod:`harmonix.evaluate.brasyn`);
-* **cross-center**: a local center's T2 stands in for all four (see :mod:`harmonix.evaluate.run`).
+  :mod:`harmonix.evaluation.brasyn`);
+* **cross-center**: a local center's T2 stands in for all four (see :mod:`harmonix.evaluation.run`).
 """
 
 from __future__ import annotations

@@ -28,13 +28,13 @@ from harmonix.data.fingerprint import (
     ids_only_record,
     training_record,
 )
-from harmonix.evaluate.segmentation import prepare_site
-from harmonix.evaluate.strategies import (
+from harmonix.evaluation.strategies import (
     CORRELATIONS_KEY,
     MAX_CORRELATION_CASES,
     correlations_from_record,
     sequence_correlations,
 )
+from harmonix.segmentation import prepare_site
 
 #: The fixed fallback: each sequence's clinical partner first (T1 with T1ce, T2 with FLAIR), then
 #: the registry's preferred sources T1 and T2, then the rest.

@@ -2,7 +2,7 @@
 (source, target) pair of every generator, keeping slices for FID and the sequence codes.
 
 A filled case starts from the case preprocessed from its present sequences only
-(:class:`~harmonix.evaluate.cases.CaseVariants`); scores against the real sequences and the
+(:class:`~harmonix.evaluation.cases.CaseVariants`); scores against the real sequences and the
 kept predictions are moved onto the full preparation's grid.
 """
 
@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from harmonix.evaluate.artifacts import KIND as GRID
-from harmonix.evaluate.artifacts import THROUGH_PLANE, grid_power, through_plane
-from harmonix.evaluate.brasyn import KIND as BRASYN
-from harmonix.evaluate.brasyn import image_rows as brasyn_image_rows
-from harmonix.evaluate.cases import (
+from harmonix.evaluation.artifacts import KIND as GRID
+from harmonix.evaluation.artifacts import THROUGH_PLANE, grid_power, through_plane
+from harmonix.evaluation.brasyn import KIND as BRASYN
+from harmonix.evaluation.brasyn import image_rows as brasyn_image_rows
+from harmonix.evaluation.cases import (
     CaseVariants,
     axial,
     fid_slice_indices,
@@ -26,17 +26,17 @@ from harmonix.evaluate.cases import (
     lesion_slice_indices,
     shift,
 )
-from harmonix.evaluate.context import RunContext
-from harmonix.evaluate.fidelity import add_pair_rows
-from harmonix.evaluate.lesion import KIND as LESION
-from harmonix.evaluate.lesion import pair_rows, tissue_on_grid, truth_path
-from harmonix.evaluate.metrics import ImageScorer, SegmentationScorer
-from harmonix.evaluate.results import MAIN, Evaluation
-from harmonix.evaluate.scenarios import Scenario, missing_text
-from harmonix.evaluate.segmentation import PreparedSite
-from harmonix.evaluate.strategies import GeneratedFiller, copy_fill, copy_sources
+from harmonix.evaluation.context import RunContext
+from harmonix.evaluation.fidelity import add_pair_rows
+from harmonix.evaluation.lesion import KIND as LESION
+from harmonix.evaluation.lesion import pair_rows, tissue_on_grid, truth_path
+from harmonix.evaluation.metrics import ImageScorer, SegmentationScorer
+from harmonix.evaluation.results import MAIN, Evaluation
+from harmonix.evaluation.scenarios import Scenario, missing_text
+from harmonix.evaluation.strategies import GeneratedFiller, copy_fill, copy_sources
 from harmonix.interfaces import Segmenter
 from harmonix.progress import progress_task
+from harmonix.segmentation import PreparedSite
 
 
 class _CaseWork:
@@ -139,7 +139,7 @@ def _scenario_case(run: RunContext, work: _CaseWork, scenario: Scenario) -> None
 
 def _brasyn_rows(run: RunContext, work: _CaseWork, base: dict, prepared, sources, volumes,
                  present: list[str]) -> None:
-    """BraSyn's image scores of the dropped sequence (:mod:`~harmonix.evaluate.brasyn`):
+    """BraSyn's image scores of the dropped sequence (:mod:`~harmonix.evaluation.brasyn`):
     generated, copied (the copy strategy's source) and remapped against the real one, on the
     present-only grid."""
     if run.ev.correlations is None:
@@ -239,8 +239,8 @@ def _pairs_and_slices(run: RunContext, work: _CaseWork, index: int, n: int, per_
 
 def _lesion_and_grid_rows(run: RunContext, work: _CaseWork, prepared, source: str, target: str,
                           volume: np.ndarray, real: np.ndarray | None) -> None:
-    """Lesion preservation (:mod:`~harmonix.evaluate.lesion`) and the grid share
-    (:mod:`~harmonix.evaluate.artifacts`) of one generated volume, against the real target."""
+    """Lesion preservation (:mod:`~harmonix.evaluation.lesion`) and the grid share
+    (:mod:`~harmonix.evaluation.artifacts`) of one generated volume, against the real target."""
     if real is None:
         return
     case_id = work.full.case_id

@@ -10,7 +10,7 @@ one (all on the case preprocessed from the source alone, 0..255):
 * **BraSyn SSIM** (:func:`brasyn_ssim`): both images clipped to their own 0.5-99.5 percentiles
   inside the brain and scaled to [0, 1], then the SSIM map's mean inside the tumour mask and
   outside it (brain without tumour), for generated, the source copied and the source remapped
-  (:func:`harmonix.evaluate.fidelity.remapped`, the better direction) as baselines;
+  (:func:`harmonix.evaluation.fidelity.remapped`, the better direction) as baselines;
 * **tissue contrast**: CSF and grey matter over white matter, generated against real (needs the
   built-in data's tissue maps, ``harmonix synth --truth``); a T2 with CSF darker than WM is wrong;
 * **structure**: normalised mutual information (``(H(A) + H(B)) / H(A, B)``, 1 to 2) inside the
@@ -31,7 +31,7 @@ import torchio as tio
 from scipy import ndimage
 from skimage.metrics import normalized_mutual_information, structural_similarity
 
-from harmonix.evaluate.fidelity import WIN_SIZE, pair_medians, remapped
+from harmonix.evaluation.fidelity import WIN_SIZE, pair_medians, remapped
 
 KIND = "lesion"
 REGIONS = {"NCR": 1, "ED": 2, "ET": 4}  # canonical labels

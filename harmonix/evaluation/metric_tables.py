@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from harmonix.evaluate.figures import REGIONS, fid_matrix, metric_long
-from harmonix.evaluate.results import GENERATOR_LABELS, MAIN, NO_LAM
-from harmonix.evaluate.stats import median_table
-from harmonix.evaluate.strategies import STRATEGIES
+from harmonix.evaluation.figures import REGIONS, fid_matrix, metric_long
+from harmonix.evaluation.results import GENERATOR_LABELS, MAIN, NO_LAM
+from harmonix.evaluation.stats import median_table
+from harmonix.evaluation.strategies import STRATEGIES
 from harmonix.io import atomic_write_text
 
 PAPER_METRICS = ("dice", "fid")  # reported in their own sections, with the paper's statistics

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harmonix.evaluate.figures import LABEL_HEX, LABEL_NAMES
+from harmonix.evaluation.figures import LABEL_HEX, LABEL_NAMES
 from harmonix.io import atomic_write_text
 
 try:  # the evaluate extra; without it the small converter below does the report's subset

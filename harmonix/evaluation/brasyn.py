@@ -7,7 +7,7 @@ correlated present one. Scored:
 
 * the image, as BraSyn scores it: SSIM inside the tumour mask and outside it after both images
   are clipped to their 0.5-99.5 percentiles and scaled to [0, 1]
-  (:func:`harmonix.evaluate.lesion.brasyn_ssim`, the same function as the lesion table's),
+  (:func:`harmonix.evaluation.lesion.brasyn_ssim`, the same function as the lesion table's),
   and PSNR of the scaled images inside the brain; for generated, copy and the copied source
   remapped (histogram-matched to the real one, the better direction) as baselines;
 * the completed case, segmented: Dice per region like every scenario (scenario ``brasyn`` in
@@ -21,8 +21,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from harmonix.evaluate.fidelity import remapped
-from harmonix.evaluate.lesion import brasyn_ssim, unit_scaled
+from harmonix.evaluation.fidelity import remapped
+from harmonix.evaluation.lesion import brasyn_ssim, unit_scaled
 
 KIND = "brasyn"
 INTRO = ("BraSyn protocol: each held-out case loses one sequence at random (seeded, recorded "

@@ -1,26 +1,27 @@
 """The paper's evaluation: a segmenter that needs every sequence, on cases with some missing.
 
-:func:`evaluate` runs, for the complete labelled cases of a test site (preprocessed with the
+:func:`run_evaluation` runs, for the complete labelled cases of a test site (preprocessed with the
 segmenter's own ``PreprocessConfig``):
 
 * checks first that no test case was seen in training: case ids and input-file content hashes
   against the training data recorded in the segmenter's and generator's model cards
-  (:mod:`~harmonix.evaluate.provenance`); it refuses on overlap unless ``allow_overlap``;
-* scenarios (:mod:`~harmonix.evaluate.scenarios`): the 14 fixed missing sets, random missing
+  (:mod:`~harmonix.evaluation.provenance`); it refuses on overlap unless ``allow_overlap``;
+* scenarios (:mod:`~harmonix.evaluation.scenarios`): the 14 fixed missing sets, random missing
   per case, and cross-center;
-* strategies (:mod:`~harmonix.evaluate.strategies`): complete, copy (the mapping learned from
+* strategies (:mod:`~harmonix.evaluation.strategies`): complete, copy (the mapping learned from
   training data or the clinical fallback, never from the test cases), generated;
-* the metric plugins of each kind (:mod:`~harmonix.evaluate.metrics`; every registered one by
+* the metric plugins of each kind (:mod:`~harmonix.evaluation.metrics`; every registered one by
   default, or those named): per case, scenario and strategy every segmentation metric per region
   WT/TC/ET (Dice; HD95 when asked); per filled sequence every image metric (SSIM, PSNR) inside
   the brain mask against the real one. A filled case is preprocessed
   (brain mask, intensity scaling, crop) from its present sequences only
-  (:class:`~harmonix.evaluate.cases.CaseVariants`); only ``complete`` sees all four;
+  (:class:`~harmonix.evaluation.cases.CaseVariants`); only ``complete`` sees all four;
 * per (source, target) sequence pair: every image-set metric (FID) and the paper's tests on FID
-  (:mod:`~harmonix.evaluate.fid`), for the generator and (if given) the one trained without LAM
+  (:mod:`~harmonix.evaluation.fid`), for the generator and (if given) the one trained without LAM
   (which generates only the slices FID samples);
 * the generator's whole-image and lesion codes of real and generated slices (UMAP);
-* statistics (:mod:`~harmonix.evaluate.stats`) and the report (:mod:`~harmonix.evaluate.report`).
+* statistics (:mod:`~harmonix.evaluation.stats`) and the report
+  (:mod:`~harmonix.evaluation.report`).
 
 Work is shared wherever the result is the same: the complete prediction of a case serves every
 scenario, a prediction is made once per (case, strategy, missing set) so random missing reuses
@@ -39,27 +40,27 @@ FID of the local T2 against the target's real T2 is reported before and after al
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from harmonix.cards import portable_path
-from harmonix.evaluate.brasyn import KIND as BRASYN
-from harmonix.evaluate.brasyn import drops as brasyn_drops
-from harmonix.evaluate.casework import run_cases
-from harmonix.evaluate.context import RunContext
-from harmonix.evaluate.cross import cross_center, sequence_codes
-from harmonix.evaluate.fid import compute_fid
-from harmonix.evaluate.metrics import select_metrics
-from harmonix.evaluate.provenance import (
+from harmonix.evaluation.brasyn import KIND as BRASYN
+from harmonix.evaluation.brasyn import drops as brasyn_drops
+from harmonix.evaluation.casework import run_cases
+from harmonix.evaluation.context import RunContext
+from harmonix.evaluation.cross import cross_center, sequence_codes
+from harmonix.evaluation.fid import compute_fid
+from harmonix.evaluation.metrics import select_metrics
+from harmonix.evaluation.provenance import (
     OverlapError,
     case_records,
     check_overlap,
     copy_mapping,
     describe_split,
 )
-from harmonix.evaluate.report import write_report
-from harmonix.evaluate.results import (
+from harmonix.evaluation.report import write_report
+from harmonix.evaluation.request import CORRELATED, EvaluateRequest
+from harmonix.evaluation.results import (
     COLUMNS,
     CROSS,
     GENERATOR_LABELS,
@@ -70,24 +71,15 @@ from harmonix.evaluate.results import (
     load_results,
     report_settings,
 )
-from harmonix.evaluate.scenarios import (
+from harmonix.evaluation.scenarios import (
     Scenario,
     fixed_scenarios,
-    parse_kinds,
     random_missing,
 )
-from harmonix.evaluate.segmentation import (
-    PreparedSite,
-    load_segmenter,
-    prepare_site,
-    segmenter_preprocess,
-)
-from harmonix.evaluate.strategies import (
-    STRATEGIES,
+from harmonix.evaluation.strategies import (
     GeneratedFiller,
-    parse_strategies,
 )
-from harmonix.evaluate.targets import write_summary
+from harmonix.evaluation.targets import write_summary
 from harmonix.harmonization.fusion import FillPolicy
 from harmonix.harmonization.translate import (
     check_grid,
@@ -95,104 +87,56 @@ from harmonix.harmonization.translate import (
     resolve_target,
     source_ranking,
 )
-from harmonix.interfaces import Generator, Segmenter
 from harmonix.models.checkpoints import as_generator
 from harmonix.models.installed import installed_model
 from harmonix.progress import progress_task
 from harmonix.registry import load_registry
+from harmonix.segmentation import (
+    PreparedSite,
+    load_segmenter,
+    prepare_site,
+    segmenter_preprocess,
+)
 
-#: ``sources`` value: each missing sequence from the present one most correlated with it
-CORRELATED = "correlated"
 
-
-def evaluate(
-    data: str | Path,
-    *,
-    segmenter: str | Path | Segmenter,
-    out: str | Path,
-    generator: str | Path | Generator | None = None,
-    scenarios: str | Sequence[str] = "all",
-    strategies: str | Sequence[str] = STRATEGIES,
-    generator_no_lam: str | Path | Generator | None = None,
-    cross_center_data: str | Path | None = None,
-    correlation_data: str | Path | Sequence[str | Path] | None = None,
-    target: str | None = None,
-    seed: int = 0,
-    device: str = "cpu",
-    max_cases: int | None = None,
-    fid_slices: int = 64,
-    umap: bool = True,
-    hd95: bool = False,
-    metrics: Sequence[str] | None = None,
-    overlays: int = 3,
-    batch_size: int = 16,
-    sources: Sequence[str] | str | None = None,
-    reference: str | Path | None = None,
-    fill: str | None = None,
-    allow_overlap: bool = False,
-    progress: bool = True,
-) -> EvaluationResult:
-    """Evaluate ``segmenter`` on the test site ``data`` across scenarios and strategies and
-    write the report into ``out`` (see the module docstring for what is measured).
-
-    ``generator`` (run directory, checkpoint or loaded Generator) is needed by the generated
-    strategy, FID, UMAP and cross-center; ``generator_no_lam`` adds its FID (on the sampled
-    slices only) for the comparison with and without the lesion-aware module. The copy
-    mapping comes from ``correlation_data`` (training site folders), else from the
-    segmenter's (or generator's) card, else from the training sites the segmenter's card names,
-    else the fixed clinical mapping; the report says which. Raises
-    :class:`~harmonix.evaluate.provenance.OverlapError` when a test case was seen in training,
-    unless ``allow_overlap`` (the report then says so at its top). ``fid_slices=0`` skips FID.
-
-    ``metrics`` names the metric plugins to run (:mod:`~harmonix.evaluate.metrics`); default:
-    every registered one that runs by default, and ``hd95`` adds HD95. ``sources`` and
-    ``reference`` choose how the generated strategy fills, as ``harmonix harmonize``'s options
-    of those names do: the present sequences tried as a source, in order (or ``"correlated"``:
-    per missing sequence the present one most correlated with it on the training cases, the
-    copy mapping's table), and a site of real target-domain cases whose style guides the
-    generator instead of the mapper's latent codes. ``fill`` (``single`` or ``fused``)
-    overrides the generator card's fill policy (:mod:`harmonix.harmonization.fusion`), as
-    harmonize's does.
-    """
+def run_evaluation(request: EvaluateRequest) -> EvaluationResult:
+    """Evaluate ``request.segmenter`` on the test site ``request.data`` across scenarios and
+    strategies and write the report into ``request.out`` (the module docstring says what is
+    measured; :class:`~harmonix.evaluation.request.EvaluateRequest` every field). Raises
+    :class:`~harmonix.evaluation.provenance.OverlapError` when a test case was seen in training,
+    unless ``allow_overlap`` (the report then says so at its top)."""
+    req = request
     began = time.perf_counter()
-    correlated = sources == CORRELATED
-    if isinstance(sources, str) and not correlated:
-        raise ValueError(f"sources: a list of sequences or '{CORRELATED}', not {sources!r}")
-    kinds, strategies = parse_kinds(scenarios), parse_strategies(strategies)
-    chosen = select_metrics(metrics, hd95=hd95)
-    seg = load_segmenter(segmenter, device)
-    gen, gen_no_lam = (None if m is None else as_generator(m, device)
-                       for m in (generator, generator_no_lam))
-    if gen is None and ("generated" in strategies or (CROSS in kinds and cross_center_data)):
+    kinds, strategies = list(req.scenarios), list(req.strategies)
+    chosen = select_metrics(req.metrics, hd95=req.hd95)
+    seg = load_segmenter(req.segmenter, req.device)
+    gen, gen_no_lam = (None if m is None else as_generator(m, req.device)
+                       for m in (req.generator, req.generator_no_lam))
+    if gen is None and ("generated" in strategies or
+                        (CROSS in kinds and req.cross_center_data)):
         raise ValueError("the generated strategy and cross-center need a generator (--generator)")
     config = segmenter_preprocess(seg)
-    run = RunContext(Evaluation(rows=[], settings={}, sequences=tuple(seg.sequences),
-                                notes=list(chosen.notes)), seg, config, strategies, {},
-                     resolve_target(_target_name(target, None)), seed=seed, metrics=chosen,
-                     fid_slices=fid_slices, overlays=overlays, max_cases=max_cases,
-                     progress=progress)
+    run = RunContext(request=req, seg=seg, config=config, strategies=strategies,
+                     metrics=chosen, target=resolve_target(_target_name(req.target, None)),
+                     ev=Evaluation(rows=[], settings={}, sequences=tuple(seg.sequences),
+                                   notes=list(chosen.notes)))
     with run.timed("prepare"):
-        test = _prepare_test(run, data)
-    run.target = resolve_target(_target_name(target, test.site.center))
+        test = _prepare_test(run, req.data)
+    run.target = resolve_target(_target_name(req.target, test.site.center))
     references = None
-    if reference is not None and gen is not None:
-        references, _ = load_references(reference, run.target, config)
-    _add_fillers(run, gen, gen_no_lam, test.site.center, batch_size,
-                 None if correlated else sources, references, fill)
-    inputs = dict(data=data, segmenter=segmenter, generator=generator,
-                  generator_no_lam=generator_no_lam, cross_center_data=cross_center_data,
-                  sources=sources if correlated else ",".join(sources or []),
-                  reference=reference)
-    run.ev.settings = _settings(run, inputs, kinds, test)
+    if req.reference is not None and gen is not None:
+        references, _ = load_references(req.reference, run.target, config)
+    _add_fillers(run, gen, gen_no_lam, test.site.center,
+                 None if req.correlated else req.sources, references)
+    run.ev.settings = _settings(run, kinds, test)
     with run.timed("provenance"):
-        records = _check_provenance(run, test, data, {"segmenter": seg, "generator": gen,
-                                                      "generator without LAM": gen_no_lam},
-                                    cross_center_data if CROSS in kinds else None,
-                                    allow_overlap)
-        if "copy" in strategies or correlated or BRASYN in kinds:
-            _copy_mapping(run, gen, correlation_data, records)
+        records = _check_provenance(run, test, {"segmenter": seg, "generator": gen,
+                                                "generator without LAM": gen_no_lam},
+                                    req.cross_center_data if CROSS in kinds else None)
+        if "copy" in strategies or req.correlated or BRASYN in kinds:
+            _copy_mapping(run, gen, req.correlation_data, records)
     for filler in run.fillers.values():
-        if correlated:
+        if req.correlated:
             filler.ranking = source_ranking(run.ev.correlations)
         measured = run.ev.correlations is not None and run.ev.correlations.attrs.get(
             "kind") != "clinical"
@@ -206,20 +150,20 @@ def evaluate(
         run_cases(run, test)
     if CROSS in kinds:
         with run.timed("cross-center"):
-            cross_center(run, cross_center_data)
-    if fid_slices > 0 and run.fillers and chosen.image_set:
+            cross_center(run, req.cross_center_data)
+    if req.fid_slices > 0 and run.fillers and chosen.image_set:
         with run.timed("fid"):
             compute_fid(run.ev, run.bank, run.sequences, list(run.fillers),
-                        metrics=chosen.image_set, fid_slices=fid_slices, seed=seed,
-                        progress=progress)
-    elif fid_slices <= 0:
+                        metrics=chosen.image_set, fid_slices=req.fid_slices, seed=req.seed,
+                        progress=req.progress)
+    elif req.fid_slices <= 0:
         run.ev.notes.append("FID skipped (fid_slices=0)")
     if gen is not None:
         with run.timed("codes"):
-            sequence_codes(run, gen, umap)
+            sequence_codes(run, gen, req.umap)
     run.ev.timings["total"] = time.perf_counter() - began
-    result = write_report(run.ev, out)
-    result.files["summary"] = write_summary(out)  # last: its presence marks a finished report
+    result = write_report(run.ev, req.out)
+    result.files["summary"] = write_summary(req.out)  # last: its presence marks a finished report
     return result
 
 
@@ -240,8 +184,7 @@ def _prepare_test(run: RunContext, data) -> PreparedSite:
     return test
 
 
-def _add_fillers(run: RunContext, gen, gen_no_lam, center: str, batch_size: int, sources,
-                 references, fill: str | None) -> None:
+def _add_fillers(run: RunContext, gen, gen_no_lam, center: str, sources, references) -> None:
     for label, model in ((MAIN, gen), (NO_LAM, gen_no_lam)):
         if model is None:
             continue
@@ -255,9 +198,9 @@ def _add_fillers(run: RunContext, gen, gen_no_lam, center: str, batch_size: int,
         if lam is not None and bool(lam) != (label == MAIN):
             run.ev.notes.append(f"{option}'s model card says lam={lam}; the report labels it "
                                 f"'{GENERATOR_LABELS[label]}' by the option it was given with")
-        policy = FillPolicy.from_card(model.card).with_policy(fill)
+        policy = FillPolicy.from_card(model.card).with_policy(run.request.fill)
         run.fillers[label] = GeneratedFiller(model, run.target, run.sequences, center=center,
-                                             batch_size=batch_size, seed=run.seed,
+                                             batch_size=run.request.batch_size, seed=run.seed,
                                              sources=sources, references=references,
                                              policy=policy)
         run.fillers[label].check()
@@ -275,25 +218,27 @@ def _describe(model) -> str:
     return f"<{type(model).__name__}>"
 
 
-def _settings(run: RunContext, inputs: dict[str, Any], kinds, test: PreparedSite) -> dict[str, Any]:
+def _settings(run: RunContext, kinds, test: PreparedSite) -> dict[str, Any]:
     from harmonix.version import __version__
 
-    cross = inputs["cross_center_data"]
+    req = run.request
+    cross = req.cross_center_data
     return {
-        "data": portable_path(Path(inputs["data"]).resolve()),
+        "data": portable_path(req.data.resolve()),
         "center": test.site.center,
         "cases": [c.case_id for c in test.cases],
-        "segmenter": _describe(inputs["segmenter"]),
+        "segmenter": _describe(req.segmenter),
         "segmenter_card": {k: v for k, v in (getattr(run.seg, "card", None) or {}).items()
                            if k in ("segmenter", "sequences", "iteration", "options")},
-        "generator": _describe(inputs["generator"]),
-        "generator_no_lam": _describe(inputs["generator_no_lam"]),
-        "cross_center_data": portable_path(Path(cross).resolve()) if cross else "",
+        "generator": _describe(req.generator),
+        "generator_no_lam": _describe(req.generator_no_lam),
+        "cross_center_data": portable_path(cross.resolve()) if cross else "",
         "target": run.target.name,
-        "sources": inputs["sources"] or "registry source_priority",
+        "sources": (CORRELATED if req.correlated else ",".join(req.sources or []))
+        or "registry source_priority",
         "fill": {label: f.policy.policy for label, f in run.fillers.items()},
-        "guidance": (f"reference: {portable_path(Path(inputs['reference']).resolve())}"
-                     if inputs["reference"] else "latent (mapper)"),
+        "guidance": (f"reference: {portable_path(req.reference.resolve())}"
+                     if req.reference else "latent (mapper)"),
         "scenarios": kinds,
         "strategies": run.strategies,
         "metrics": run.metrics.by_kind(),
@@ -315,16 +260,16 @@ def _cross_records(site_dir, max_cases: int | None) -> list[dict[str, Any]]:
     return [case_record(c, site.root) for c in usable]
 
 
-def _check_provenance(run: RunContext, test: PreparedSite, data, models, cross_center_data,
-                      allow_overlap: bool) -> list[dict[str, Any]]:
+def _check_provenance(run: RunContext, test: PreparedSite, models,
+                      cross_center_data) -> list[dict[str, Any]]:
     records = case_records(test)
     cross = _cross_records(cross_center_data, run.max_cases) if cross_center_data else []
     check = check_overlap(records + cross, models)
     provenance = run.ev.provenance
-    provenance.split = describe_split(data)
+    provenance.split = describe_split(run.request.data)
     provenance.overlap = check.summary(len(records) + len(cross))
     provenance.overlaps = [str(o) for o in check.overlaps]
-    if check.overlaps and not allow_overlap:
+    if check.overlaps and not run.request.allow_overlap:
         raise OverlapError("test cases were seen in training: " + "; ".join(provenance.overlaps)
                            + ". Evaluate on held-out cases (harmonix split), or pass "
                            "--allow-overlap to evaluate anyway (the report then says so at its "
@@ -362,5 +307,5 @@ def _plan_scenarios(run: RunContext, kinds, test: PreparedSite) -> None:
         ev.scenarios.append(Scenario(BRASYN, BRASYN))
 
 
-__all__ = ["COLUMNS", "Evaluation", "EvaluationResult", "OverlapError", "evaluate",
-           "load_results", "report_settings"]
+__all__ = ["COLUMNS", "Evaluation", "EvaluationResult", "OverlapError",
+           "load_results", "report_settings", "run_evaluation"]

@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harmonix.evaluate.results import CROSS, MAIN, NO_LAM, Evaluation
-from harmonix.evaluate.stats import block_statistics
+from harmonix.evaluation.results import CROSS, MAIN, NO_LAM, Evaluation
+from harmonix.evaluation.stats import block_statistics
 from harmonix.interfaces import ImageSetMetric
 from harmonix.progress import progress_task
 
@@ -124,7 +124,7 @@ def _source_rows(ev: Evaluation, base: dict, metric: ImageSetMetric, features, s
 
 
 def _lesion_sets(bank, sequences, labels, fid_slices: int, rng) -> tuple[dict, dict]:
-    """Lesion crops (:func:`~harmonix.evaluate.cases.lesion_crops`), every set the same size:
+    """Lesion crops (:func:`~harmonix.evaluation.cases.lesion_crops`), every set the same size:
     real per target, generated per (generator, source, target). Empty when too few."""
     real = {t: bank.stack(bank.crops_real.get(t, [])) for t in sequences}
     made = {(label, s, t): bank.stack(bank.crops_generated.get((label, s, t), []))
@@ -179,7 +179,7 @@ def fid_wide(fid: pd.DataFrame) -> pd.DataFrame:
 
 def fid_statistics(fid: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """``(friedman, dunn, notes)`` of the FID rows: one-row Friedman table and the pairs table
-    (:func:`harmonix.evaluate.stats.block_statistics`, Bonferroni) with readable group names."""
+    (:func:`harmonix.evaluation.stats.block_statistics`, Bonferroni) with readable group names."""
     wide = fid_wide(fid)
     notes = []
     if NO_LAM not in wide.columns:

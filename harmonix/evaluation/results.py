@@ -35,7 +35,7 @@ class Provenance:
 
 @dataclass
 class EvaluationResult:
-    """What :func:`harmonix.evaluate.run.evaluate` measured and wrote."""
+    """What :func:`harmonix.evaluation.run.run_evaluation` measured and wrote."""
 
     out: Path
     results: pd.DataFrame  # long table, the content of results.csv
@@ -47,7 +47,7 @@ class EvaluationResult:
 
 @dataclass
 class Evaluation:
-    """Everything measured, handed to :mod:`harmonix.evaluate.report`."""
+    """Everything measured, handed to :mod:`harmonix.evaluation.report`."""
 
     rows: list[dict[str, Any]]
     settings: dict[str, Any]

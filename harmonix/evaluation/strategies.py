@@ -4,7 +4,7 @@
 * **copy**: each missing sequence replaced by the present one that correlates best with it.
   Correlations are Pearson's r between two sequences' voxels inside a case's brain mask,
   averaged over *training* cases (:func:`sequence_correlations`), or the fixed clinical
-  mapping (:mod:`harmonix.evaluate.provenance`); never measured on the test cases;
+  mapping (:mod:`harmonix.evaluation.provenance`); never measured on the test cases;
 * **generated**: harmonix fills them (:func:`harmonix.harmonization.translate.fill_missing`, the
   source chosen by ``defaults.source_priority`` or the given ``sources`` as ``harmonix harmonize``
   does; latent-guided, or reference-guided by real target-domain ``references``), each (case,

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harmonix.evaluate.results import CROSS, GENERATOR_LABELS, MAIN, NO_LAM
-from harmonix.evaluate.scenarios import missing_text
-from harmonix.evaluate.strategies import STRATEGIES
+from harmonix.evaluation.results import CROSS, GENERATOR_LABELS, MAIN, NO_LAM
+from harmonix.evaluation.scenarios import missing_text
+from harmonix.evaluation.strategies import STRATEGIES
 from harmonix.extras import require
 from harmonix.io import atomic_write_with
 
@@ -29,7 +29,7 @@ LABEL_NAMES = {1: "NCR (necrotic core)", 2: "ED (oedema)", 4: "ET (enhancing tum
 
 def metric_long(results: pd.DataFrame, metric: str) -> pd.DataFrame:
     """The per-case rows of a segmentation ``metric`` as the long table
-    :mod:`harmonix.evaluate.stats` reads (the values in a column named after the metric)."""
+    :mod:`harmonix.evaluation.stats` reads (the values in a column named after the metric)."""
     rows = results[(results["metric"] == metric) & (results["case"] != "")
                    & (results["region"] != "")]
     return rows.rename(columns={"value": metric})[["case", "scenario", "strategy", "region",
@@ -37,7 +37,7 @@ def metric_long(results: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 def dice_long(results: pd.DataFrame) -> pd.DataFrame:
-    """The Dice rows as the long table :mod:`harmonix.evaluate.stats` reads."""
+    """The Dice rows as the long table :mod:`harmonix.evaluation.stats` reads."""
     return metric_long(results, "dice")
 
 

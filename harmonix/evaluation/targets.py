@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harmonix.evaluate.fidelity import VERDICT
-from harmonix.evaluate.results import load_results
-from harmonix.evaluate.stats import REGION_ORDER
+from harmonix.evaluation.fidelity import VERDICT
+from harmonix.evaluation.results import load_results
+from harmonix.evaluation.stats import REGION_ORDER
 from harmonix.io import atomic_write_text
 
 FIDELITY_FILE = "fidelity.csv"
