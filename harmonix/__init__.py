@@ -8,9 +8,9 @@ imported from its home module on first access (``harmonix.Backbone`` imports
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from harmonix.lazy import lazy_attributes
 from harmonix.version import __version__
 
 if TYPE_CHECKING:  # what editors and type checkers see; at run time, __getattr__ below
@@ -54,15 +54,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    home = _LAZY.get(name)
-    if home is None:
-        raise AttributeError(f"module 'harmonix' has no attribute '{name}'")
-    module = importlib.import_module(home)
-    # bind every name of that home at once; later accesses skip __getattr__
-    globals().update({n: getattr(module, n) for n, h in _LAZY.items() if h == home})
-    return globals()[name]
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_attributes(__name__, globals(), _LAZY)

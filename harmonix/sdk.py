@@ -27,8 +27,9 @@ plugins or ``harmonix --help`` stays light. No module inside harmonix imports th
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from harmonix.lazy import lazy_attributes
 
 if TYPE_CHECKING:  # what editors and type checkers see; at run time, __getattr__ below
     from harmonix.backbones import (
@@ -57,6 +58,7 @@ if TYPE_CHECKING:  # what editors and type checkers see; at run time, __getattr_
     )
     from harmonix.data.labels import CANONICAL, from_canonical, region_masks, to_canonical
     from harmonix.data.preprocess import PreprocessConfig, preprocess_case
+    from harmonix.data.provenance import refuse_synthetic
     from harmonix.data.site import Case, Site, read_site
     from harmonix.errors import (
         CheckpointError,
@@ -162,6 +164,7 @@ EXPORTS: dict[str, tuple[str, ...]] = {
     "harmonix.data.site": ("read_site", "Site", "Case"),
     "harmonix.data.labels": ("CANONICAL", "region_masks", "to_canonical", "from_canonical"),
     "harmonix.data.preprocess": ("PreprocessConfig", "preprocess_case"),
+    "harmonix.data.provenance": ("refuse_synthetic",),
     "harmonix.data.dataset": ("make_training_data", "ReferenceSampler"),
     "harmonix.data.fingerprint": ("RECORD_KEY", "RECORD_VERSION", "merge_records",
                                   "training_record"),
@@ -245,6 +248,7 @@ __all__ = [
     "progress_task",
     "read_card",
     "read_site",
+    "refuse_synthetic",
     "remove_stale_temporaries",
     "region_masks",
     "require",
@@ -262,15 +266,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module 'harmonix.sdk' has no attribute '{name}' (the plugin SDK "
-                             "exports only the names in harmonix.sdk.__all__)")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value  # later accesses skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_attributes(__name__, globals(), _HOME)

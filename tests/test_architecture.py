@@ -119,6 +119,7 @@ LAYER_OF = {
     "harmonix.interfaces": "core",
     "harmonix.plugins": "core",
     "harmonix.requests": "core",
+    "harmonix.lazy": "core",
     "harmonix.data.*": "data",
     "harmonix.models": "models",
     "harmonix.models.checkpoints": "models",
