@@ -37,7 +37,7 @@ def harmonize(
     sources: Sequence[str] | None = None,
     reference: str | Path | None = None,
     preprocess: PreprocessConfig | None = None,
-    device: str = "cpu",
+    device: str = "auto",
     batch_size: int = 16,
     seed: int = 0,
     overwrite: bool = False,
@@ -47,6 +47,8 @@ def harmonize(
     fill: str | None = None,
     confidence: bool = False,
     shard: Shard | str | None = None,
+    resample: bool = False,
+    run: str | None = None,
     progress: bool = False,
     on_site: Callable[[Any], None] | None = None,
     on_case: Callable[[Any], None] | None = None,
@@ -63,8 +65,8 @@ def harmonize(
         merge_aligned=merge_aligned, sources=sources, reference=reference,
         preprocess=preprocess, device=device, batch_size=batch_size, seed=seed,
         overwrite=overwrite, min_coverage=min_coverage, intensity=intensity, layout=layout,
-        fill=fill, confidence=confidence, shard=shard, progress=progress, on_site=on_site,
-        on_case=on_case,
+        fill=fill, confidence=confidence, shard=shard, resample=resample, run=run,
+        progress=progress, on_site=on_site, on_case=on_case,
     ))
 
 
@@ -81,7 +83,7 @@ def evaluate(
     correlation_data: str | Path | Sequence[str | Path] | None = None,
     target: str | None = None,
     seed: int = 0,
-    device: str = "cpu",
+    device: str = "auto",
     max_cases: int | None = None,
     fid_slices: int = 64,
     umap: bool = True,

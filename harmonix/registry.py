@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from harmonix.errors import RegistryError
+from harmonix.errors import RegistryError, did_you_mean
 
 BUILTIN_REGISTRY = Path(__file__).with_name("registry.yaml")
 REGISTRY_ENV = "HARMONIX_REGISTRY"
@@ -86,7 +86,8 @@ class Registry:
     # -- domains and labels ------------------------------------------------------------------
     def target(self, name: str) -> Target:
         if name not in self.targets:
-            raise KeyError(f"unknown target '{name}'; known: {', '.join(sorted(self.targets))}")
+            raise KeyError(f"unknown target '{name}'{did_you_mean(name, self.targets)}; "
+                           f"known: {', '.join(sorted(self.targets))}")
         return self.targets[name]
 
     def label_values(self, convention: str) -> dict[str, int]:

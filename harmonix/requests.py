@@ -32,6 +32,10 @@ class TrainRequest:
     176 x 176 x 155 mm at 1 mm). Fields left ``None`` (``iters``, the checkpoint cadence) are the
     trainer's defaults, or on ``resume`` the run's own. ``recipe`` overrides recipe settings by
     name (values typed, or strings as ``--recipe`` gives them); ``options`` are the trainer's own.
+    ``allow_synthetic``: trainers refuse sites holding volumes harmonize made
+    (:func:`harmonix.data.provenance.refuse_synthetic`) unless it is set. ``min_coverage``:
+    a new run refuses a crop that holds less of its training cases' brains
+    (:func:`harmonix.harmonization.coverage.check_training_coverage`; 0 turns the check off).
     """
 
     out: Path
@@ -55,6 +59,8 @@ class TrainRequest:
     recipe: Mapping[str, Any] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
     progress: bool = True
+    allow_synthetic: bool = False  # train on inputs harmonize flagged synthetic
+    min_coverage: float | None = None  # the crop's least brain coverage (None: harmonize's 0.9)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise once, here
@@ -73,5 +79,7 @@ class TrainRequest:
             value = getattr(self, name)
             if value is not None and int(value) < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
+        if self.min_coverage is not None and not 0 <= self.min_coverage <= 1:
+            raise ValueError(f"min_coverage must be within 0..1, got {self.min_coverage}")
         if self.spacing is not None and self.spacing <= 0:
             raise ValueError(f"spacing must be positive, got {self.spacing}")

@@ -68,6 +68,7 @@ if TYPE_CHECKING:  # what editors and type checkers see; at run time, __getattr_
         RegistryError,
     )
     from harmonix.extras import MissingExtraError, require
+    from harmonix.harmonization.coverage import check_training_coverage
     from harmonix.harmonization.fusion import (
         DEFAULT_POLICY,
         FILL_KEY,
@@ -165,6 +166,7 @@ EXPORTS: dict[str, tuple[str, ...]] = {
     "harmonix.data.labels": ("CANONICAL", "region_masks", "to_canonical", "from_canonical"),
     "harmonix.data.preprocess": ("PreprocessConfig", "preprocess_case"),
     "harmonix.data.provenance": ("refuse_synthetic",),
+    "harmonix.harmonization.coverage": ("check_training_coverage",),
     "harmonix.data.dataset": ("make_training_data", "ReferenceSampler"),
     "harmonix.data.fingerprint": ("RECORD_KEY", "RECORD_VERSION", "merge_records",
                                   "training_record"),
@@ -184,6 +186,7 @@ __all__ = [
     "CHECKPOINTS_DIR",
     "Case",
     "CheckpointError",
+    "check_training_coverage",
     "DEFAULT_POLICY",
     "DEFAULT_PRESET",
     "FILL_KEY",

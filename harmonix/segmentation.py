@@ -132,6 +132,7 @@ def train_segmenter(
     checkpoint_every: int = 200,
     progress: bool = True,
     on_skipped: Callable[[Path, str, str], None] | None = None,
+    allow_synthetic: bool = False,
 ) -> Path:
     """Train segmenter plugin ``segmenter`` on the complete labelled cases of the site(s)
     ``data`` and checkpoint it into ``out``; returns ``out``. Each case left out is passed to
@@ -142,10 +143,14 @@ def train_segmenter(
     no local path), each training case's id and input-file content hashes (``data_record``,
     :mod:`harmonix.data.fingerprint`) and the sequences' correlations on the training cases
     (``copy_correlations``): ``harmonix evaluate`` refuses test cases found in the record and
-    learns the copy mapping from them.
+    learns the copy mapping from them. Sites holding synthetic volumes (made by harmonize) are
+    refused unless ``allow_synthetic`` (:func:`harmonix.data.provenance.refuse_synthetic`).
     """
+    from harmonix.data.provenance import refuse_synthetic
+
     out = Path(out)
     sites = [Path(d) for d in ([data] if isinstance(data, (str, Path)) else data)]
+    refuse_synthetic(sites, allow=allow_synthetic, what="train a segmenter")
     earlier = read_card(out, "segmenter") if resume and (out / CARD_FILE).exists() else {}
     if preprocess is None and earlier.get("preprocessing"):
         preprocess = PreprocessConfig.from_dict(earlier["preprocessing"])
@@ -168,6 +173,7 @@ def train_segmenter(
     card = read_card(out, "segmenter")
     training = card.setdefault("training", {})
     training["data"] = [portable_path(s.resolve()) for s in sites]  # names: cards travel
+    training["allow_synthetic"] = bool(allow_synthetic)
     # for the evaluation: the cases trained on (never to be tested on) and the copy strategy's
     # correlations, learned here rather than on test cases
     training[RECORD_KEY] = merge_records(previous.get(RECORD_KEY), {"cases": used})
@@ -185,9 +191,32 @@ def label_file_name(case_id: str, convention: str) -> str:
 @dataclass(frozen=True)
 class PredictionRow:
     case: str
-    status: str  # "done" or "failed"
+    status: str  # "done", "skipped" (already written) or "failed"
     file: str = ""
     message: str = ""
+    coverage: str = ""  # fraction of the case's brain inside the segmenter's crop
+    synthetic_inputs: str = ""  # the case's inputs harmonize made (t2,flair), "" when none
+
+
+PREDICTIONS_FILE = "predictions.csv"
+PREDICTION_DESCRIP = "harmonix"  # a label map's descrip starts with it when harmonix wrote it
+
+
+def _prediction_file(out: Path, shard) -> Path:
+    """``OUT/predictions.csv``, or with ``shard`` ``OUT/predictions.shard-K-of-N.csv``."""
+    if shard is None:
+        return out / PREDICTIONS_FILE
+    return out / f"predictions.shard-{shard.index}-of-{shard.count}.csv"
+
+
+def _ours(path: Path) -> bool:
+    import nibabel as nib
+
+    try:
+        descrip = bytes(nib.load(path).header.get("descrip", b"") or b"")
+    except Exception:  # noqa: BLE001 - unreadable: not ours
+        return False
+    return descrip.startswith(PREDICTION_DESCRIP.encode())
 
 
 def predict_site(
@@ -198,40 +227,80 @@ def predict_site(
     device: str = "cpu",
     center: str | None = None,
     on_case: Callable[[PredictionRow], None] | None = None,
+    min_coverage: float | None = None,
+    shard=None,
+    overwrite: bool = False,
 ) -> list[PredictionRow]:
     """Segment every case of ``site_dir`` and write ``OUT/CASE/CASE_seg.nii.gz`` on the case's
-    own grid, in the site's label convention (atomic writes); a case that lacks a sequence or
-    fails is reported and skipped. ``OUT/predictions.csv`` lists every case."""
+    own grid, in the site's label convention (atomic writes), with a JSON sidecar naming the
+    segmenter, the case's coverage and its synthetic inputs; a case that lacks a sequence or
+    fails is reported and skipped. ``OUT/predictions.csv`` lists every case.
+
+    The field-of-view check is harmonize's (:func:`harmonix.harmonization.coverage.
+    check_coverage`): a case whose brain the segmenter's crop holds less than ``min_coverage``
+    of fails (a tumour outside the crop would be missed). ``shard`` (a
+    :class:`~harmonix.harmonization.shards.Shard`) takes every N-th case and writes
+    ``predictions.shard-K-of-N.csv``; a label map harmonix wrote before is kept (``skipped``)
+    unless ``overwrite``, and a file harmonix did not write is never replaced."""
+    from harmonix.data.provenance import synthetic_files
+    from harmonix.harmonization.coverage import check_coverage
+    from harmonix.harmonization.options import MIN_COVERAGE
+    from harmonix.io import atomic_write_json
+
     segmenter = load_segmenter(model, device)
     config = segmenter_preprocess(segmenter)
     site = read_site(site_dir, center=center)
     out = Path(out)
     if out.resolve() == site.root.resolve() or site.root.resolve() in out.resolve().parents:
         raise InputError(out, "the output folder must not be inside the input site")
+    min_coverage = MIN_COVERAGE if min_coverage is None else float(min_coverage)
+    cases = shard.select(site.cases) if shard is not None else site.cases
     rows = []
-    for case in site.cases:
+    for case in cases:
         lacking = [s for s in segmenter.sequences if s not in case.sequences]
+        name = f"{case.id}/{label_file_name(case.id, site.label_convention)}"
+        flagged = synthetic_files(case)
+        synthetic = ",".join(s for s in segmenter.sequences if s in flagged)
+        coverage = ""
         try:
+            if (out / name).exists() and not overwrite:
+                if not _ours(out / name):
+                    raise InputError(out / name, "exists and was not written by harmonix; "
+                                                 "move it away (never replaced)")
+                row = PredictionRow(case.id, "skipped", name, "already segmented "
+                                    "(--overwrite redoes it)", "", synthetic)
+                rows.append(row)
+                if on_case:
+                    on_case(row)
+                continue
             if not case.ok:
                 raise InputError(case.root, "; ".join(str(p) for p in case.problems))
             if lacking:
                 raise ValueError(f"lacks {', '.join(lacking)}; fill it first with "
                                  "'harmonix harmonize'")
             prepared = preprocess_case(case, config)
+            fraction, note = check_coverage(prepared, config, min_coverage)
+            coverage = f"{fraction:.4f}"
             labels = segmenter.predict({s: prepared.volumes[s] for s in segmenter.sequences})
             image = restore(labels.astype(np.uint8), prepared.record, is_label=True)
             data = from_canonical(np.asarray(image.dataobj), site.label_convention)
             image = type(image)(data.astype(np.uint8), image.affine, image.header)
             image.set_data_dtype(np.uint8)
             image.header["descrip"] = f"harmonix {getattr(segmenter, 'name', '')} prediction"
-            name = f"{case.id}/{label_file_name(case.id, site.label_convention)}"
             atomic_write_nifti(out / name, image)
-            row = PredictionRow(case.id, "done", name)
+            atomic_write_json(out / name.replace(".nii.gz", ".json").replace(".nii", ".json"), {
+                "synthetic": False, "segmenter": getattr(segmenter, "name", ""),
+                "case": case.id, "coverage": fraction, "label_convention":
+                site.label_convention, "synthetic_inputs": synthetic.split(",") if synthetic
+                else [], "note": ("segmented from synthetic inputs (made by harmonix "
+                                  "harmonize)" if synthetic else "")})
+            row = PredictionRow(case.id, "done", name, note, coverage, synthetic)
         except (InputError, ValueError, RuntimeError, OSError) as exc:
-            row = PredictionRow(case.id, "failed", "", str(exc))
+            row = PredictionRow(case.id, "failed", "", str(exc), coverage, synthetic)
         rows.append(row)
         if on_case:
             on_case(row)
-    table = pd.DataFrame([vars(r) for r in rows], columns=["case", "status", "file", "message"])
-    atomic_write_text(out / "predictions.csv", table.to_csv(index=False))
+    columns = ["case", "status", "file", "message", "coverage", "synthetic_inputs"]
+    table = pd.DataFrame([vars(r) for r in rows], columns=columns)
+    atomic_write_text(_prediction_file(out, shard), table.to_csv(index=False))
     return rows

@@ -242,7 +242,15 @@ def test_evaluate_end_to_end_writes_the_numbers_it_computed(world, monkeypatch):
                  "fid_heatmap.png"):
         assert (out / name).is_file(), name
     assert len(list((out / "overlays").glob("*.png"))) == 1
+    # issue 22: the through-plane figure of one case; issue 23: the built-in data's banner
+    page = (out / "report.html").read_text()
+    assert (out / "through_plane.png").is_file()
+    assert "](through_plane.png)" in (out / "report.md").read_text()
+    through = page.split("Through-plane consistency</h2>", 1)[1].split("<h2", 1)[0]
+    assert '<img src="data:image/png;base64,' in through
+    assert "Built-in synthetic data" in page.split("<h2", 1)[0]
     settings = json.loads((out / "evaluation.json").read_text())
+    assert settings["builtin_synthetic"] is True
     assert any("umap-learn is not importable" in n for n in settings["notes"])
     assert any("--generator-no-lam's model card says lam=True" in n for n in settings["notes"])
     report = (out / "report.md").read_text()

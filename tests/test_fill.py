@@ -123,7 +123,7 @@ def test_fill_case_plans_like_harmonize(built):
 
 
 @pytest.mark.parametrize("images, match", [
-    ({"t1": "not an image"}, "expected a nibabel image"),
+    ({"t1": 42}, "expected a nibabel image"),
     ({"bogus": None}, "not a sequence name or alias"),
     ({}, "non-empty dict"),
 ])

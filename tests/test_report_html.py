@@ -13,8 +13,11 @@ import pandas as pd
 import pytest
 
 from harmonix.evaluation import html as report_html
+from harmonix.evaluation.artifacts import THROUGH_PLANE
 from harmonix.evaluation.figures import LABEL_COLOURS, LABEL_HEX
+from harmonix.evaluation.planes import plane_panels, planes
 from harmonix.evaluation.report import write_report
+from harmonix.evaluation.report_header import BUILTIN_KEY, builtin_synthetic
 from harmonix.evaluation.results import MAIN, NO_LAM, Evaluation
 from harmonix.evaluation.scenarios import fixed_scenarios, missing_text
 
@@ -77,6 +80,18 @@ def tiny_evaluation() -> Evaluation:
                             for s in scenarios} | {frozenset(): {"complete": truth}},
             "real": slices,
             "generated": {s: ("t2" if s != "t2" else "t1", 255 - slices[s]) for s in SEQUENCES}})
+    for case in CASES:  # the through-plane rows and one case's panels (issue 22)
+        for target in SEQUENCES:
+            for strategy, level in (("generated", 0.3), ("real", 0.2)):
+                ev.add(case=case, scenario=THROUGH_PLANE, kind=THROUGH_PLANE, strategy=strategy,
+                       metric="through_plane", sequence=target, source="t2",
+                       value=level + rng.uniform(0, 0.05))
+    brain = np.zeros((24, 28, 20), bool)
+    brain[4:20, 5:23, 3:17] = True
+    volumes = {s: rng.uniform(0, 255, brain.shape).astype(np.float32) for s in SEQUENCES}
+    ev.planes = plane_panels("case0", brain, volumes,
+                             {s: ("t2" if s != "t2" else "t1", 255 - volumes[s])
+                              for s in SEQUENCES})
     return ev
 
 
@@ -216,3 +231,95 @@ def test_report_html_in_a_headless_browser(report, tmp_path):
     found = re.search(r"images=(\d+) broken=(\d+) errors=(\d+)", bad.stdout)
     assert found and int(found[2]) == 1 and int(found[3]) >= 1, bad.stdout[-500:]
     assert any("undefinedFunction" in line for line in console_errors(bad.stderr))
+
+
+# -- through-plane panels (issue 22) ---------------------------------------------------------------
+def test_through_plane_figure_is_written_and_shown_in_its_section(report):
+    assert (report / "through_plane.png").is_file()
+    assert "](through_plane.png)" in (report / "report.md").read_text()
+    page = (report / "report.html").read_text()
+    section = page.split("Through-plane consistency</h2>", 1)[1].split("<h2", 1)[0]
+    assert "<table>" in section  # the table, then the figure
+    image = re.search(r'<img src="data:image/png;base64,([^"]*)"', section)
+    assert image and base64.b64decode(image[1]) == (report / "through_plane.png").read_bytes()
+
+
+def test_plane_panels_keep_only_slices_through_the_brain_centre():
+    volume = np.arange(6 * 8 * 10, dtype=np.float32).reshape(6, 8, 10)
+    brain = np.zeros(volume.shape, bool)
+    brain[1:4, 2:7, 3:8] = True  # centroid (2, 4, 5)
+    panels = plane_panels("c", brain, {"t1": volume}, {"t1": ("t2", volume + 1)})
+    assert panels["centre"] == (2, 4, 5)
+    kept = panels["targets"]["t1"]
+    assert kept["source"] == "t2"
+    np.testing.assert_array_equal(kept["real"]["coronal"], volume[:, 4, :])
+    np.testing.assert_array_equal(kept["real"]["sagittal"], volume[2, :, :])
+    np.testing.assert_array_equal(kept["generated"]["coronal"], volume[:, 4, :] + 1)
+    assert kept["real"]["coronal"].base is None  # a copy: the volume is not kept alive
+    assert set(planes(volume, (0, 0, 0))) == {"coronal", "sagittal"}
+
+
+# -- issue 23: the banner, values as tables, no empty legend entry ---------------------------------
+def _write(ev, tmp_path) -> str:
+    out = tmp_path / "report"
+    write_report(ev, out)
+    return (out / "report.html").read_text()
+
+
+def test_a_banner_says_when_the_data_are_builtin_synthetic(tmp_path):
+    ev = tiny_evaluation()
+    assert "Built-in synthetic data" not in _write(ev, tmp_path / "real")
+    ev.settings[BUILTIN_KEY] = True
+    page = _write(ev, tmp_path / "synth")
+    banner = re.search(r"<blockquote>(.*?)</blockquote>", page, re.S)
+    assert banner and "Built-in synthetic data" in banner[1] and "harmonix synth" in banner[1]
+    assert page.index("Built-in synthetic data") < page.index("<h2")  # at the top
+
+
+def test_builtin_synthetic_is_read_from_the_site_file(tmp_path):
+    from harmonix.data.split import split_site
+    from harmonix.data.synth import synthesize_site
+
+    site = synthesize_site(tmp_path / "synth", 2, spacing=4.0, workers=1)
+    assert builtin_synthetic(site)
+    split = split_site(site, tmp_path / "split", test=1, seed=0)  # the demo's test site
+    assert builtin_synthetic(split.test)
+    other = tmp_path / "other"
+    other.mkdir()
+    assert not builtin_synthetic(other)
+    (other / "harmonix-site.json").write_text('{"center": "brats"}')
+    assert not builtin_synthetic(other)
+    (other / "harmonix-site.json").write_text("not json")
+    assert not builtin_synthetic(other)
+
+
+def test_values_are_rendered_as_tables_not_python_dicts(tmp_path):
+    ev = tiny_evaluation()
+    ev.settings["preprocess"] = {"spacing": 3.0, "size": [64, 64, 48], "scaling": "percentile",
+                                 "crop": {"mode": "brain", "margin": 2}}
+    page = _write(ev, tmp_path)
+    assert "{'" not in page and "{&#x27;" not in page and "&#x27;:" not in page
+    table = page.split("<th>preprocessing</th>", 1)[1].split("</table>", 1)[0]
+    for cell in ("spacing", "3.0", "64, 64, 48", "percentile", "mode: brain; margin: 2"):
+        assert f"<td>{cell}</td>" in table
+
+
+def test_no_figure_has_an_empty_legend_entry(monkeypatch, tmp_path):
+    from harmonix.evaluation import figures
+
+    seen: dict[str, list[str]] = {}
+    save = figures._savefig
+
+    def spy(fig, path):
+        for legend in [*fig.legends, *(ax.get_legend() for ax in fig.axes)]:
+            if legend is not None:
+                seen.setdefault(Path(path).name, []).extend(
+                    t.get_text() for t in legend.get_texts())
+        return save(fig, path)
+
+    monkeypatch.setattr(figures, "_savefig", spy)
+    ev = tiny_evaluation()
+    ev.codes.loc[ev.codes["kind"] == "real", "source"] = ""  # real codes: no source
+    _write(ev, tmp_path)
+    assert {"boxplots_dice.png", "umap.png", "examples.png"} <= set(seen)
+    assert all(text.strip() for texts in seen.values() for text in texts), seen

@@ -130,7 +130,8 @@ def test_cli_trains_resumes_and_writes_a_readable_run(brats, tmp_path, cli):
     args = ["train", "--data", site, "--out", run, "--backbone", "swin", "--backbone-option",
             "preset=tiny", "--batch-size", "2", "--size", SIZE, "--spacing", SPACING,
             "--pairing", "all", "--checkpoint-every", "1", "--sample-every", "2", "--device",
-            "cpu", "--no-lam", "--recipe", "lambda_cyc=2", "--recipe", "ema_warmup=false"]
+            "cpu", "--no-lam", "--recipe", "lambda_cyc=2", "--recipe", "ema_warmup=false",
+            "--min-coverage", "0"]  # a 128 mm crop: quick, not a useful field of view
     result = cli(*args, "--iters", "2")
     assert result.exit_code == 0, result.output
     assert (run / "samples" / "iter_000002.png").read_bytes()[:4] == b"\x89PNG"
@@ -172,7 +173,8 @@ def test_backbone_swaps_from_the_cli_and_is_rebuilt_from_the_card(brats, tmp_pat
     run = tmp_path / backbone
     result = cli("train", "--data", site, "--out", run, "--backbone", backbone,
                  "--backbone-option", "preset=tiny", "--iters", "1", "--batch-size", "2",
-                 "--size", SIZE, "--spacing", SPACING, "--pairing", "all", "--device", "cpu")
+                 "--size", SIZE, "--spacing", SPACING, "--pairing", "all", "--device", "cpu",
+                 "--min-coverage", "0")
     assert result.exit_code == 0, result.output
     card = ckpt.read_card(run)
     assert card["backbone"] == {"name": backbone, "options": {"preset": "tiny"}}

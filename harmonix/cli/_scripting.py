@@ -7,9 +7,11 @@ SCRIPTING = """\
 
 Every command follows the same conventions.
 
-* **Exit codes**: 0 done; 1 error (one `error: ...` line on stderr, nothing written); 2 usage
-  error; 3 partial (some cases failed or some files of the site were ignored; the others are
-  written); 130 interrupted (docs/reliability.md).
+* **Exit codes**: 0 done; 1 error (one `error: ...` line on stderr; nothing written, except
+  what docs/reliability.md lists: the manifest of a failed harmonize, the predictions.csv of a
+  failed segment predict, train's cache); 2 usage error; 3 partial (some cases failed or some
+  files of the site were ignored; the others are written); 130 interrupted
+  (docs/reliability.md).
 * **stdout and stderr**: tables, messages and the final result line go to stdout; progress bars,
   errors and the warnings of a command at work (`harmonize`, `segment train`) go to stderr.
 * **`--quiet` / `-q`** (before the command, `harmonix --quiet harmonize ...`, or after it): errors
@@ -17,12 +19,13 @@ Every command follows the same conventions.
 * **`--verbose` / `-v`**: extra detail on stderr (each case's files and messages, the files a
   report wrote) and debug logging of the `harmonix` loggers. The last of `--quiet` and
   `--verbose` given wins.
-* **`--json`** (`inspect`, `harmonize`, `evaluate`, `plugins`, `models list`): exactly one JSON
-  document on stdout; everything else (tables, progress, warnings, the result line) goes to
-  stderr. The exit code is the same as without `--json`. An error before the command's document
-  is written (a missing site, a bad model) writes `{"command", "version", "exit_code", "error"}`
-  instead; a usage error (exit 2 from the option parser) and Ctrl-C (130) write nothing on
-  stdout. Paths are strings; numbers that are not finite are `null`.
+* **`--json`** (`inspect`, `harmonize`, `segment predict`, `evaluate`, `plugins`, `models
+  list`): exactly one JSON document on stdout; everything else (tables, progress, warnings,
+  the result line) goes to stderr. The exit code is the same as without `--json`. An error
+  before the command's document is written (a missing site, a bad model) writes `{"command",
+  "version", "exit_code", "error"}` instead; a usage error (exit 2 from the option parser) and
+  Ctrl-C (130) write nothing on stdout. Paths are strings; numbers that are not finite are
+  `null`.
 * **Option names**: `--batch-size N` wherever a batch is set (`--batch` is a deprecated alias of
   `harmonix train`); `--device DEVICE` with default `auto` (CUDA when present, else the CPU);
   repeatable `KEY=VALUE` options (`--backbone-option`, `--recipe`, `--option`) share one parser:
@@ -94,6 +97,22 @@ when this shard merged the parts.
 `counts.cases`, `scenarios` and `strategies` count the Dice rows of `results.csv`
 (`counts.results` counts all its rows); `tests` holds the statistics tables of the report
 (column names as in their CSV files).
+
+### `harmonix segment predict --json`
+
+```json
+{"command": "segment predict", "version": "...", "exit_code": 0,
+ "site": "data/local", "out": "seg/local", "shard": null,
+ "counts": {"cases": 4, "done": 3, "skipped": 1, "failed": 0},
+ "cases": [{"case": "P001", "status": "done", "file": "seg/local/P001/P001_seg.nii.gz",
+            "message": "", "coverage": 1.0, "synthetic_inputs": ["t2"]}],
+ "failed": []}
+```
+
+A case's `status` is `done`, `skipped` (a label map harmonix wrote before; `--overwrite` redoes
+it) or `failed`; `coverage` is the fraction of its brain inside the segmenter's crop (the check
+of `--min-coverage`, as harmonize's); `synthetic_inputs` the inputs harmonize made. `exit_code`
+is 3 when some cases failed, 1 when all did.
 
 ### `harmonix plugins --json`
 

@@ -24,6 +24,7 @@ import logging
 import math
 import os
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, get_args
@@ -75,6 +76,8 @@ def set_verbosity(level: int) -> None:
     _output.verbosity = level
     console.quiet = level == QUIET
     set_progress_quiet(level == QUIET)
+    if level == QUIET:  # library warnings too (restored when the command ends: main)
+        warnings.simplefilter("ignore")
     if _output.handler is not None:
         logger.removeHandler(_output.handler)
         _output.handler = None
@@ -283,7 +286,8 @@ class HarmonixGroup(TyperGroup):
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         reset_output()
         try:
-            return super().main(*args, standalone_mode=standalone_mode, **kwargs)
+            with warnings.catch_warnings():  # --quiet silences every warning of this run only
+                return super().main(*args, standalone_mode=standalone_mode, **kwargs)
         except (HarmonixError, OSError) as exc:
             if not standalone_mode:
                 raise
@@ -301,8 +305,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     cls=HarmonixGroup,
     epilog="Exit codes, the same for every command: 0 done; 1 error (one line naming the file "
-    "or option; nothing written); 2 usage error; 3 partial (some cases failed, the others are "
-    "written). --quiet and --verbose are accepted before or after the command.",
+    "or option; nothing written, but for the two kept files of docs/reliability.md); 2 usage "
+    "error; 3 partial (some cases failed, the others are written). --quiet and --verbose are "
+    "accepted before or after the command.",
 )
 
 

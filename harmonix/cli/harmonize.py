@@ -21,6 +21,7 @@ from harmonix.cli.app import (
     err_console,
     fail,
     json_option,
+    warn,
 )
 from harmonix.errors import HarmonixError
 from harmonix.harmonization.options import INTENSITY_MODES, MIN_COVERAGE, OUTPUT_LAYOUTS, POLICIES
@@ -72,8 +73,8 @@ def summary_table(result) -> Table:
 
 def print_site_problems(site) -> None:
     """What of the site is read as no case, and the cases' warnings, before any work starts."""
-    for problem in [*site.problems, *site.warnings]:
-        err_console.print(f"[yellow]warning:[/] {problem}", soft_wrap=True, highlight=False)
+    for problem in [*site.problems, *site.warnings]:  # warn(): silenced by --quiet
+        warn(str(problem))
 
 
 def print_failures(result) -> None:
@@ -150,6 +151,16 @@ def harmonize(
              "sorted case ids; writes OUT/manifest.shard-K-of-N.csv. The shard that writes the "
              "last part merges them into OUT/manifest.csv (else: harmonix manifest merge OUT).",
     ),
+    resample: bool = typer.Option(
+        False, "--resample",
+        help="Resample sequences on another grid than the case's reference sequence onto it "
+             "(else such a case fails); real files are copied as they are, synthetic ones are "
+             "written on the reference sequence's grid.",
+    ),
+    run: Optional[str] = typer.Option(  # noqa: UP045
+        None, "--run", metavar="LABEL",
+        help="BIDS: of several runs of one sequence in a case (run-1, run-2), use this one.",
+    ),
     as_json: bool = json_option(),
 ) -> None:
     """Fill each case's missing sequences and bring a site into a target domain.
@@ -157,8 +168,9 @@ def harmonize(
     With --align the present sequences are translated too. Cases are written on their own grids;
     synthetic volumes are flagged in the NIfTI header, a JSON sidecar and OUT/manifest.csv.
     Never replaces what harmonix did not write. Exit codes: 0 all done, 1 error (nothing
-    written), 2 usage error, 3 partial (some cases failed or some files of the site were
-    ignored; the others are written)."""
+    written; when every case failed, only OUT/manifest.csv with the reasons), 2 usage error,
+    3 partial (some cases failed or some files of the site were ignored; the others are
+    written)."""
 
     from harmonix.harmonization.pipeline import harmonize_site  # torch: not for --help
     from harmonix.harmonization.request import HarmonizeRequest
@@ -176,7 +188,7 @@ def harmonize(
             device=device, batch_size=batch_size, seed=seed, overwrite=overwrite,
             min_coverage=min_coverage, intensity=intensity.value, layout=layout.value,
             fill=fill.value if fill else None, confidence=confidence, shard=shard,
-            progress=True, on_site=on_site,
+            resample=resample, run=run, progress=True, on_site=on_site,
         ))
     except KeyboardInterrupt:
         manifest = out / (shard.part_name if shard else "manifest.csv")

@@ -76,11 +76,17 @@ def _print_warnings(site) -> None:
         return
     console.print(f"[bold yellow]{len(warnings)} warning{'s' * (len(warnings) != 1)} (the "
                   "cases are still harmonized):[/]")
+    groups: dict[str, list[str]] = {}  # identical warnings: one paragraph, with a count
     for warning in warnings:
-        console.print(
-            f"  [yellow]![/] {escape(_relative(warning.path, site.root))}: "
-            f"{escape(warning.message)}", soft_wrap=True, highlight=False,
-        )
+        groups.setdefault(warning.message, []).append(_relative(warning.path, site.root))
+    for message, paths in groups.items():
+        if len(paths) == 1:
+            where = paths[0]
+        else:
+            more = f" and {len(paths) - 3} more" if len(paths) > 3 else ""
+            where = f"{len(paths)} files ({', '.join(paths[:3])}{more})"
+        console.print(f"  [yellow]![/] {escape(where)}: {escape(message)}", soft_wrap=True,
+                      highlight=False)
 
 
 @app.command("inspect")
@@ -103,6 +109,7 @@ def inspect_site(
     Exits with 1 when any problem was found (the good cases are still listed) or when the folder
     cannot be read as a site at all; warnings alone exit 0.
     """
+    from harmonix.data.provenance import describe, synthetic_inputs
     from harmonix.data.site import read_site  # nibabel: only when the command runs
 
     try:
@@ -144,8 +151,13 @@ def inspect_site(
     per_sequence = ", ".join(f"{s} {n}/{counts['cases']}"
                              for s, n in counts["per_sequence"].items())
     _print_warnings(site)
+    synthetic = synthetic_inputs(site)
+    if synthetic and verbosity() != QUIET:
+        console.print(f"[yellow]synthetic inputs[/] (made by harmonix harmonize, not real scans; "
+                      f"train and segment train refuse them): {escape(describe(synthetic, 20))}",
+                      soft_wrap=True, highlight=False)
     problems = site.all_problems
-    emit_json(site_document(site, columns, quick))
+    emit_json(site_document(site, columns, quick, synthetic))
     if problems:
         # the problems are the command's errors: shown under --quiet too
         out = err_console if console.quiet else console
@@ -192,8 +204,11 @@ def _problem(problem, case: str | None = None) -> dict:
             "case": case}
 
 
-def site_document(site, columns: list[str], quick: bool) -> dict:
-    """``harmonix inspect --json`` (docs/cli.md, Output for scripts)."""
+def site_document(site, columns: list[str], quick: bool,
+                  synthetic: dict[str, dict[str, str]] | None = None) -> dict:
+    """``harmonix inspect --json`` (docs/cli.md, Output for scripts); ``synthetic``: the
+    synthetic files per case (:func:`harmonix.data.provenance.synthetic_inputs`)."""
+    synthetic = synthetic or {}
     cases = []
     for case in site.cases:
         info = case.info.get(case.reference) if case.reference else None
@@ -209,6 +224,7 @@ def site_document(site, columns: list[str], quick: bool) -> dict:
             "orientation": info.orientation if info else None,
             "problems": [_problem(p, case.id) for p in case.problems],
             "warnings": [_problem(w, case.id) for w in case.warnings],
+            "synthetic": synthetic.get(case.id, {}),
         })
     return {
         "exit_code": 1 if site.all_problems else 0,

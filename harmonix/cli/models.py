@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from harmonix.cli.app import app, conclude, console, emit_json, json_option
+from harmonix.cli.app import app, conclude, console, emit_json, json_option, warn
 
 models_app = typer.Typer(
     help="Package a trained model, install a package, list installed models. An installed "
@@ -35,6 +35,8 @@ def export(
     from harmonix.models.packages import export_model  # torch: only when the command runs
 
     result = export_model(run, out, name=name, report=report, overwrite=force)
+    for message in result.warnings:
+        warn(message)
     conclude(f"[green]exported[/] {result.kind} '{escape(result.name)}' to "
              f"{escape(str(result.archive))} ({len(result.files)} files + SHA256SUMS); "
              f"install it with: harmonix models install {escape(str(result.archive))}")
@@ -42,17 +44,21 @@ def export(
 
 @models_app.command("install")
 def install(
-    archive: Path = typer.Argument(..., metavar="ARCHIVE", help="A package made by "
-                                   "'harmonix models export'."),
+    archive: str = typer.Argument(..., metavar="ARCHIVE", help="A package made by "
+                                  "'harmonix models export': a file, or an http(s):// URL "
+                                  "(with --sha256)."),
     name: Optional[str] = typer.Option(  # noqa: UP045
         None, "--name", metavar="NAME", help="Install under this name (default: the package's)."),
     force: bool = typer.Option(False, "--force", help="Replace an installed model of that name."),
+    sha256: Optional[str] = typer.Option(  # noqa: UP045
+        None, "--sha256", metavar="HASH", help="The package's SHA-256: checked before anything "
+        "is installed (needed for an http(s) URL)."),
 ) -> None:
     """Verify every file's SHA-256 and install the package into the models folder
     ($HARMONIX_MODELS, else the user data folder)."""
     from harmonix.models.packages import install_model
 
-    folder = install_model(archive, name=name, force=force)
+    folder = install_model(archive, name=name, force=force, sha256=sha256)
     conclude(f"[green]installed[/] '{escape(folder.name)}' in {escape(str(folder))}; use "
              f"it with --model {escape(folder.name)}")
 

@@ -15,20 +15,35 @@ from rich.table import Table
 
 from harmonix.cards import CARD_FILE
 from harmonix.cli.app import (
+    EXIT_ERROR,
+    EXIT_PARTIAL,
     QUIET,
     app,
     batch_size_option,
     conclude,
     console,
     device_option,
+    emit_json,
     err_console,
     fail,
+    json_option,
     key_value_option,
     parse_key_values,
     verbosity,
 )
 from harmonix.errors import HarmonixError
+from harmonix.harmonization.options import MIN_COVERAGE
 from harmonix.progress import progress_task
+
+
+def _shard(value: str | None):  # -> Shard | None; as harmonize's --shard
+    try:
+        from harmonix.harmonization.shards import Shard  # nibabel: only when the option is given
+
+        return Shard.parse(value) if value is not None else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
 
 segment_app = typer.Typer(
     help="Train a tumour segmenter on complete cases and segment sites with it.",
@@ -65,6 +80,9 @@ def train(
         "for segresnet as the BraTS bundle, 3e-3 for unet2d).", metavar="LR"),
     seed: int = typer.Option(0, "--seed", help="Seed of initialisation and sampling."),
     resume: bool = typer.Option(False, "--resume", help="Continue the checkpoint in --out."),
+    allow_synthetic: bool = typer.Option(
+        False, "--allow-synthetic", help="Train even on volumes harmonize generated or aligned "
+        "(refused by default: the model would learn the generator's artefacts)."),
     device: str = device_option(),
 ) -> None:
     """Train a segmenter on the complete, labelled cases of the given site(s)."""
@@ -90,7 +108,8 @@ def train(
             config = None  # the checkpoint's own
         train_segmenter(data, out, segmenter=segmenter, preprocess=config, iters=iters,
                         batch_size=batch_size, lr=lr, seed=seed, resume=resume, device=device,
-                        options=options, on_skipped=report_skipped)
+                        options=options, on_skipped=report_skipped,
+                        allow_synthetic=allow_synthetic)
         card = read_card(out, "segmenter")
     except (HarmonixError, ValueError) as exc:
         fail(str(exc))
@@ -107,30 +126,62 @@ def predict(
     out: Path = typer.Option(..., "--out", help="Where OUT/CASE/CASE_seg.nii.gz are written."),
     center: Optional[str] = typer.Option(None, "--center", help="The site's center."),  # noqa: UP045
     device: str = device_option(),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Redo cases already segmented (harmonix's own outputs only)."),
+    min_coverage: float = typer.Option(
+        MIN_COVERAGE, "--min-coverage", min=0.0, max=1.0, metavar="FRACTION",
+        help="Fail a case when the model's field of view holds less of its brain than this."),
+    shard: Optional[str] = typer.Option(  # noqa: UP045
+        None, "--shard", metavar="K/N", callback=_shard,
+        help="Do only shard K of N (K = 1..N): the cases at positions K-1, K-1+N, ... of the "
+             "sorted case ids; writes OUT/predictions.shard-K-of-N.csv."),
+    as_json: bool = json_option(),
 ) -> None:
     """Segment every case (labels on each case's own grid, in the site's label convention).
-    Exits non-zero when any case failed."""
+
+    Exit codes: 0 all done, 1 error (every case failed, or nothing could start), 2 usage error,
+    3 partial (some cases failed; the others are written)."""
     from harmonix.data.site import read_site  # nibabel, torch: only when the command runs
     from harmonix.models.checkpoints import read_card
     from harmonix.segmentation import predict_site
 
     try:
         read_card(model, "segmenter")  # a bad --model is reported before the site is read
-        total = len(read_site(site_dir, center=center, check_voxels=False).cases)
+        site = read_site(site_dir, center=center, check_voxels=False)
+        total = len(shard.select(site.cases) if shard else site.cases)
         with progress_task("segment", total=total) as advance:
             rows = predict_site(site_dir, model, out, device=device, center=center,
-                                on_case=lambda row: advance(1, case=row.case))
+                                on_case=lambda row: advance(1, case=row.case),
+                                min_coverage=min_coverage, shard=shard, overwrite=overwrite)
     except (HarmonixError, ValueError) as exc:
         fail(str(exc))
-    table = Table(title=f"segment -> {out}")
+    table = Table(title=f"segment -> {out}" + (f" (shard {shard})" if shard else ""))
     for column in ("case", "status", "file / message"):
         table.add_column(column)
+    colours = {"done": "green", "skipped": "cyan"}
     for row in rows:
-        colour = "green" if row.status == "done" else "red"
-        table.add_row(row.case, f"[{colour}]{row.status}[/]", row.file or row.message)
+        colour = colours.get(row.status, "red")
+        text = row.file or row.message
+        if row.synthetic_inputs:
+            text += f" (synthetic inputs: {row.synthetic_inputs})"
+        table.add_row(row.case, f"[{colour}]{row.status}[/]", escape(text))
     console.print(table)
-    failed = [r.case for r in rows if r.status != "done"]
-    conclude(f"{len(rows) - len(failed)} case(s) segmented, {len(failed)} failed; labels in "
-             f"{escape(str(out))}")
+    failed = [r.case for r in rows if r.status == "failed"]
+    code = EXIT_ERROR if failed and len(failed) == len(rows) else EXIT_PARTIAL if failed else 0
+    emit_json({
+        "exit_code": code, "site": str(site.root), "out": str(out),
+        "shard": str(shard) if shard else None,
+        "counts": {"cases": len(rows),
+                   **{s: sum(r.status == s for r in rows) for s in ("done", "skipped", "failed")}},
+        "cases": [{**vars(r), "file": str(out / r.file) if r.file else None,
+                   "coverage": float(r.coverage) if r.coverage else None,
+                   "synthetic_inputs": r.synthetic_inputs.split(",") if r.synthetic_inputs
+                   else []} for r in rows],
+        "failed": failed,
+    })
+    done = sum(r.status == "done" for r in rows)
+    skipped = sum(r.status == "skipped" for r in rows)
+    conclude(f"{done} case(s) segmented, {skipped} skipped (already done), {len(failed)} failed; "
+             f"labels in {escape(str(out))}")
     if failed:
-        fail(f"{len(failed)} case(s) failed: {', '.join(failed)}")
+        fail(f"{len(failed)} case(s) failed: {', '.join(failed)}", code=code)

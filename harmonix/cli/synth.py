@@ -36,6 +36,11 @@ def synth(
     workers: Optional[int] = typer.Option(  # noqa: UP045 - typer needs Optional on 3.10
         None, "--workers", "-j", min=1, help="Processes (default: the CPU count)."
     ),
+    prefix: str = typer.Option(
+        "", "--prefix", metavar="TEXT",
+        help="Start every case id with TEXT (test -> test_BraTS19_SYN_0001), so that sites made "
+             "separately (a test site) never share case ids.",
+    ),
 ) -> None:
     """Write realistic synthetic brain-tumour cases of one center in its real layout.
 
@@ -46,7 +51,10 @@ def synth(
     from harmonix.data.synth import PROFILES, synthesize_site
 
     if center not in PROFILES:
-        fail(f"unknown center '{center}'; known: {', '.join(PROFILES)}")
+        from harmonix.errors import did_you_mean
+
+        fail(f"unknown center '{center}'{did_you_mean(center, PROFILES)}; "
+             f"known: {', '.join(PROFILES)}")
     profile = PROFILES[center]
     start = time.perf_counter()
     with progress_task(f"synth {center}", total=cases) as advance:
@@ -57,7 +65,8 @@ def synth(
 
         try:
             synthesize_site(out_dir, cases, center=center, seed=seed, spacing=spacing,
-                            write_truth=truth, workers=workers, progress=on_case)
+                            write_truth=truth, workers=workers, progress=on_case,
+                            prefix=prefix)
         except HarmonixError as exc:
             fail(str(exc))
         except (OSError, ValueError) as exc:

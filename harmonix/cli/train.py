@@ -88,6 +88,15 @@ def train(
         "--backbone-option", "A backbone option; the value is YAML (16, true, [1, 2]) or a "
         "comma-separated list of numbers."
     ),
+    allow_synthetic: bool = typer.Option(
+        False, "--allow-synthetic", help="Train even on volumes harmonize generated or "
+        "aligned (refused by default: the model would learn the generator's artefacts)."
+    ),
+    min_coverage: Optional[float] = typer.Option(  # noqa: UP045
+        None, "--min-coverage", min=0.0, max=1.0, metavar="FRACTION",
+        help="Refuse a crop (--size x --spacing) that holds less of the training cases' "
+        "brains than this (default: harmonize's 0.9; 0: no check)."
+    ),
     trainer_option: list[str] = key_value_option(
         "--trainer-option", "An option of the trainer plugin (ummgat: style_dim, encoder_dim, "
         "log_every, loader_workers, ...; the value is YAML)."
@@ -120,6 +129,7 @@ def train(
             spacing=spacing, lam=lam, pairing=pairing, seed=seed, device=device, resume=resume,
             checkpoint_every=checkpoint_every, sample_every=sample_every,
             keep_checkpoints=keep_checkpoints, recipe=settings, options=options,
+            allow_synthetic=allow_synthetic, min_coverage=min_coverage,
         )
         run_dir = build_trainer(trainer).train(request)
     except (HarmonixError, ValueError) as exc:

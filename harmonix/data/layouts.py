@@ -10,11 +10,13 @@ through :class:`Naming`; sequence aliases for reading live in ``registry.yaml``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 SITE_FILE = "harmonix-site.json"  # a site's description: center, labels, layout
-LAYOUTS = ("brats2019", "brats2023", "bids", "flat")
+LAYOUTS = ("brats2019", "brats2023", "bids", "nnunet", "flat")  # nnunet: harmonix.data.nnunet
 # BraTS 2021 kept the 2019 names (_t1ce, _flair) and labels (1/2/4); 2023 introduced -t1n ...
 LAYOUT_ALIASES = {"brats2021": "brats2019", "folders": "brats2019"}
 
@@ -69,3 +71,39 @@ def naming_for_labels(convention: str) -> Naming:
     """The naming harmonix writes for a target with label ``convention``: BraTS 2023 naming for
     BraTS 2023 labels, BraTS 2019 naming otherwise."""
     return NAMINGS["brats2023" if convention == "brats2023" else "brats2019"]
+
+
+# -- BIDS entities of input file names ---------------------------------------------------------
+# the order of BIDS entities in a file name (anat and derivatives); sub and ses come first
+BIDS_ENTITY_ORDER = ("sub", "ses", "task", "acq", "ce", "trc", "rec", "dir", "run", "mod", "echo",
+                     "flip", "inv", "mt", "part", "chunk", "space", "res", "den", "label", "desc")
+_ENTITY = re.compile(r"^([a-zA-Z]+)-([A-Za-z0-9]+)$")
+_NIFTI = re.compile(r"\.nii(\.gz)?$", re.IGNORECASE)
+
+
+def bids_entities(name: str | Path) -> dict[str, str]:
+    """The ``key-value`` entities of a BIDS file name, in order (``sub-01_acq-fast_run-2_T2w``
+    -> ``{"sub": "01", "acq": "fast", "run": "2"}``); the suffix is not an entity."""
+    stem = _NIFTI.sub("", Path(name).name)
+    pairs = (_ENTITY.match(part) for part in stem.split("_")[:-1])
+    return {m.group(1): m.group(2) for m in pairs if m}
+
+
+def run_of(path: str | Path) -> str | None:
+    """The BIDS ``run-`` label of a file name (``sub-01_run-2_T2w`` -> ``"2"``), else None."""
+    return bids_entities(path).get("run")
+
+
+def choose_run(files: list[Path], classify, run: str | None) -> list[Path]:
+    """With ``run`` (``--run``), of several files that ``classify`` maps to one sequence (or
+    label map), keep those of that run; files without a choice are kept as they are."""
+    if run is None:
+        return files
+    by_key: dict[tuple, list[Path]] = {}
+    for f in files:
+        by_key.setdefault(classify(f), []).append(f)
+    kept = []
+    for key, group in by_key.items():
+        chosen = [f for f in group if (run_of(f) or "").lstrip("0") == run.lstrip("0")]
+        kept += chosen if len(group) > 1 and key[0] != "unknown" and chosen else group
+    return [f for f in files if f in kept]

@@ -7,6 +7,8 @@ Layouts (detected, or named in ``harmonix-site.json``):
 * ``brats2023``: ``CASE/CASE-t1n.nii.gz``, ``-t1c``, ``-t2w``, ``-t2f``, ``-seg`` (BraTS 2023);
 * ``bids``: ``sub-X[/ses-Y]/anat/sub-X_[ses-Y_]..._T1w.nii.gz``; each subject or session is a
   case; label maps (``_dseg``) in ``anat/`` or ``derivatives/*/sub-X[/ses-Y]/anat/``;
+* ``nnunet``: an nnU-Net v2 raw dataset, ``dataset.json`` + ``imagesTr/CASE_0000.nii.gz``,
+  ``imagesTs``, ``labelsTr/CASE.nii.gz`` (:mod:`harmonix.data.nnunet`);
 * ``flat``: one folder of ``CASE_sequence.nii.gz`` files.
 
 Sequence names come from ``registry.yaml`` aliases; an unknown name is reported, never guessed.
@@ -28,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harmonix.data import nnunet
 from harmonix.data.checks import (
     ImageInfo,
     Problem,
@@ -46,8 +49,15 @@ from harmonix.data.formats import (
     visible,
 )
 from harmonix.data.labels import from_canonical, to_canonical
-from harmonix.data.layouts import BRATS2023_TOKENS, LAYOUT_ALIASES, LAYOUTS, SITE_FILE
-from harmonix.errors import InputError
+from harmonix.data.layouts import (
+    BRATS2023_TOKENS,
+    LAYOUT_ALIASES,
+    LAYOUTS,
+    SITE_FILE,
+    choose_run,
+    run_of,
+)
+from harmonix.errors import InputError, did_you_mean
 from harmonix.registry import NIFTI_SUFFIX, Registry, load_registry
 
 DEFAULT_LABELS = "brats2019"
@@ -192,6 +202,8 @@ def _read_site_file(root: Path, registry: Registry) -> dict[str, str]:
 
 
 def _detect_layout(root: Path) -> str:
+    if nnunet.is_nnunet(root):
+        return "nnunet"
     dirs = _subdirs(root)
     if any(d.name.startswith("sub-") for d in dirs):
         return "bids"
@@ -206,7 +218,8 @@ def _detect_layout(root: Path) -> str:
     raise InputError(
         root,
         "no cases found: expected case folders (CASE/CASE_t1.nii.gz, CASE/CASE-t1n.nii.gz), "
-        "BIDS subjects (sub-X/anat/sub-X_T1w.nii.gz) or a flat folder of CASE_t1.nii.gz files"
+        "BIDS subjects (sub-X/anat/sub-X_T1w.nii.gz), an nnU-Net raw dataset (dataset.json, "
+        "imagesTr/CASE_0000.nii.gz) or a flat folder of CASE_t1.nii.gz files"
         + hint,
     )
 
@@ -303,22 +316,30 @@ def reference_sequence(sequences, registry: Registry) -> str | None:
 
 def _read_case(
     case_id: str, case_root: Path, files: list[Path], *, center: str, layout: str,
-    convention: str, registry: Registry, check_voxels: bool,
+    convention: str, registry: Registry, check_voxels: bool, classify=None,
+    run: str | None = None,
 ) -> Case:
     case = Case(case_id, case_root, center, layout, {}, None, [], convention)
+    aliases = [a for s in registry.sequences.values() for a in (s.name, *s.aliases)]
+    classify = classify or registry.classify_file
+    files = choose_run(files, classify, run)
     for f in files:
-        kind, value = registry.classify_file(f)
+        kind, value = classify(f)
         if kind == "unknown":
             case.problems.append(Problem(
-                f, f"unknown sequence name '{value}'; known names: {_known_names(registry)} "
-                "(add an alias in a user registry.yaml to map it)", "unknown"))
+                f, f"unknown sequence name '{value}'{did_you_mean(value, aliases)}; known names: "
+                f"{_known_names(registry)} (add an alias in a user registry.yaml to map it)",
+                "unknown"))
             continue
         key = value if kind == "sequence" else "label"
         first = case.sequences.get(key) if kind == "sequence" else case.label
         if first is not None:
             what = f"sequence '{key}'" if kind == "sequence" else "the label map"
-            case.problems.append(Problem(
-                f, f"maps to {what} like {first.name}; keep one of the two", "duplicate"))
+            runs = [r for r in (run_of(first), run_of(f)) if r]
+            how = (f"choose a run with --run ({', '.join(runs)})" if len(runs) == 2
+                   else "keep one of the two")
+            case.problems.append(Problem(f, f"maps to {what} like {first.name}; {how}",
+                                         "duplicate"))
             continue
         if kind == "sequence":
             case.sequences[key] = f
@@ -359,7 +380,7 @@ def _read_case(
                 case.sequences.get(key, case.label),
                 f"{what} is on a different grid from the reference sequence {case.reference} "
                 f"({case.sequences[case.reference].name}): {difference}; "
-                "resample only on request (load_case(resample=True))",
+                "resample only on request (harmonize --resample, load_case(resample=True))",
                 "label-grid" if key == "label" else "grid",
             ))
     return case
@@ -372,11 +393,13 @@ def read_site(
     registry: Registry | None = None,
     check_voxels: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    run: str | None = None,
 ) -> Site:
     """Read every case of the site at ``root``; bad input becomes per-case :class:`Problem`\\ s.
 
     ``check_voxels`` streams each file once for NaN/Inf/all-zero voxels (and label values);
     without it only headers are read. ``progress(done, total)`` is called after each case.
+    ``run`` (BIDS ``run-`` label) chooses among several runs of one sequence in a case.
     Raises :class:`InputError` if ``root`` is missing, not a folder, or holds no case.
     """
     root = Path(root)
@@ -389,7 +412,16 @@ def read_site(
     center = center or site_file.get("center") or root.resolve().name
     layout = LAYOUT_ALIASES.get(site_file.get("layout", ""), site_file.get("layout"))
     layout = layout or _detect_layout(root)
-    groups, ignored, attached = _group_files(root, layout, registry)
+    classify = None
+    if layout == "nnunet":
+        groups, ignored, classify = nnunet.group_files(root, registry)
+        attached: dict[str, list[Problem]] = {}
+        if "labels" not in site_file:
+            dataset = nnunet.read_dataset_json(root)
+            site_file = {**site_file, "labels": nnunet.label_convention(dataset, registry)
+                         or _label_convention(site_file, [], center, registry)}
+    else:
+        groups, ignored, attached = _group_files(root, layout, registry)
     if not groups:
         kind = folder_format(root)
         hint = f"; it holds {FORMATS[kind][0]} files: {FORMATS[kind][1]}" if kind else ""
@@ -403,7 +435,7 @@ def read_site(
     for done, (case_id, (case_root, files)) in enumerate(sorted(groups.items()), start=1):
         cases.append(_read_case(
             case_id, case_root, files, center=center, layout=layout, convention=convention,
-            registry=registry, check_voxels=check_voxels,
+            registry=registry, check_voxels=check_voxels, classify=classify, run=run,
         ))
         cases[-1].problems += attached.get(case_id, [])
         if progress:

@@ -151,6 +151,8 @@ def split_site(
                 files[case_id] = case_record(case, root)["files"]
             atomic_write_json(folder / SITE_FILE, {"center": site.center, "layout": site.layout,
                                                    "labels": site.label_convention})
+            if site.layout == "nnunet":  # its channel names: each part reads as the site does
+                shutil.copy2(site.root / "dataset.json", folder / "dataset.json")
         record = {
             "tool": "harmonix split", **settings, "center": site.center,
             "layout": site.layout, "labels": site.label_convention,

@@ -13,8 +13,10 @@ applied per scan. Cases are written in a real layout (BraTS 2019 / 2023 naming) 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -568,8 +570,11 @@ def _nifti(data: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
 
 
 def _write_case(out_dir: Path, index: int, center: str, seed: int, spacing: float,
-                write_truth: bool) -> str:
+                write_truth: bool, prefix: str = "") -> str:
     case = synthesize_case(index, center=center, seed=seed, spacing=spacing)
+    if prefix:  # --prefix: ids of separately made sites never collide
+        sep = NAMINGS[profile(center).naming].separator
+        case = dataclasses.replace(case, case_id=f"{prefix}{sep}{case.case_id}")
     files, label_file = case_files(center, case.case_id)
     for sequence, name in files.items():
         atomic_write_nifti(out_dir / name, _nifti(case.images[sequence], case.affine))
@@ -615,9 +620,12 @@ def synthesize_site(
     write_truth: bool = False,
     workers: int | None = None,
     progress: Callable[[str], None] | None = None,
+    prefix: str = "",
 ) -> Path:
     """Write ``n_cases`` synthetic cases of ``center`` into ``out_dir`` in the center's layout,
-    plus ``harmonix-site.json``; with ``write_truth`` tissue maps in ``_truth/``.
+    plus ``harmonix-site.json``; with ``write_truth`` tissue maps in ``_truth/``. ``prefix``
+    starts every case id (``test`` -> ``test_BraTS19_SYN_0001``), so that sites made
+    separately (a test site) never share case ids.
 
     ``workers`` processes (default: the CPU count) make the cases; ``progress(case_id)`` is
     called as each is written. Returns ``out_dir``.
@@ -629,13 +637,16 @@ def synthesize_site(
         raise ValueError(f"seed must be >= 0, got {seed}")
     if spacing < 1.0:
         raise ValueError(f"spacing must be >= 1 mm, got {spacing}")
+    if prefix and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]{0,39}", prefix):
+        raise ValueError(f"prefix must be letters, digits and '-' (up to 40), got {prefix!r}")
     for module in ("nilearn", "threadpoolctl"):  # the synth extra, before anything is written
         require(module, "harmonix synth")
     out_dir = Path(out_dir)
     _check_target_folder(out_dir, prof.name)
     out_dir.mkdir(parents=True, exist_ok=True)
     workers = max(1, min(workers or os.cpu_count() or 1, n_cases))
-    jobs = [(out_dir, i, center, seed, float(spacing), write_truth) for i in range(n_cases)]
+    jobs = [(out_dir, i, center, seed, float(spacing), write_truth, prefix)
+            for i in range(n_cases)]
     if workers == 1:
         for job in jobs:
             done = _write_case(*job)
@@ -650,6 +661,7 @@ def synthesize_site(
                     progress(done)
     site = {"center": prof.name, "labels": prof.labels, "layout": NAMINGS[prof.naming].layout,
             "generator": "harmonix synth", "seed": seed, "spacing": float(spacing),
-            "sequences": list(prof.sequences), "cases": n_cases}
+            "sequences": list(prof.sequences), "cases": n_cases,
+            **({"prefix": prefix} if prefix else {})}
     atomic_write_json(out_dir / SITE_FILE, site)
     return out_dir

@@ -31,6 +31,8 @@ from harmonix.evaluation.fidelity import add_pair_rows
 from harmonix.evaluation.lesion import KIND as LESION
 from harmonix.evaluation.lesion import pair_rows, tissue_on_grid, truth_path
 from harmonix.evaluation.metrics import ImageScorer, SegmentationScorer
+from harmonix.evaluation.planes import plane_panels
+from harmonix.evaluation.report_header import BUILTIN_KEY, builtin_synthetic
 from harmonix.evaluation.results import MAIN, Evaluation
 from harmonix.evaluation.scenarios import Scenario, missing_text
 from harmonix.evaluation.strategies import GeneratedFiller, copy_fill, copy_sources
@@ -82,6 +84,7 @@ def run_cases(run: RunContext, test: PreparedSite) -> None:
     n = len(test.cases)
     per_case = math.ceil(run.fid_slices / (n // 2)) if n > 1 else 2 * run.fid_slices
     site_cases = {c.id: c for c in test.site.cases}
+    ev.settings[BUILTIN_KEY] = builtin_synthetic(test.site.root)  # the report's banner
     with progress_task("scenarios", total=n * len(ev.scenarios),
                        quiet=not run.progress) as advance:
         for index, case in enumerate(test.cases):
@@ -97,6 +100,8 @@ def run_cases(run: RunContext, test: PreparedSite) -> None:
             _pairs_and_slices(run, work, index, n, per_case)
             if index < run.overlays:
                 ev.overlays.append(_overlay(work, ev, run.fillers.get(MAIN)))
+            if index == 0 and MAIN in run.fillers:  # the report's through-plane figure
+                ev.planes = _planes(work, ev, run.fillers[MAIN])
             for filler in run.fillers.values():
                 filler.forget(case.case_id)
 
@@ -260,6 +265,28 @@ def _lesion_and_grid_rows(run: RunContext, work: _CaseWork, prepared, source: st
                    metric="through_plane", value=through_plane(image, prepared.brain_mask))
 
 
+def _generated_on_full(work: _CaseWork, ev: Evaluation, filler: GeneratedFiller
+                       ) -> dict[str, tuple[str, np.ndarray]]:
+    """Each sequence generated from harmonize's sources for it (the volumes of the pairs,
+    cached), on the full grid: ``{target: (sources joined by +, volume)}``."""
+    generated = {}
+    for target in ev.sequences:
+        sources = filler.plan([s for s in ev.sequences if s != target])[target]
+        prepared = work.variants.present(sources)
+        on_full = work.variants.to_full(filler.made(prepared, target, sources), prepared)
+        if on_full is not None:
+            generated[target] = ("+".join(sources), on_full)
+    return generated
+
+
+def _planes(work: _CaseWork, ev: Evaluation, filler: GeneratedFiller) -> dict[str, Any]:
+    """Coronal and sagittal slices of each generated target and the real one
+    (:func:`~harmonix.evaluation.planes.plane_panels`; only those slices are kept)."""
+    case = work.full
+    return plane_panels(case.case_id, case.brain_mask, case.volumes,
+                        _generated_on_full(work, ev, filler))
+
+
 def _overlay(work: _CaseWork, ev: Evaluation, filler: GeneratedFiller | None = None
              ) -> dict[str, Any]:
     """The axial slice with the most tumour, the truth and every prediction on it; the real
@@ -272,13 +299,8 @@ def _overlay(work: _CaseWork, ev: Evaluation, filler: GeneratedFiller | None = N
     by_missing = {}
     for (strategy, missing), labels in work.predictions.items():
         by_missing.setdefault(missing, {})[strategy] = labels[:, :, k]
-    generated = {}
-    for target in ev.sequences if filler is not None else ():
-        sources = filler.plan([s for s in ev.sequences if s != target])[target]
-        prepared = work.variants.present(sources)
-        on_full = work.variants.to_full(filler.made(prepared, target, sources), prepared)
-        if on_full is not None:
-            generated[target] = ("+".join(sources), on_full[:, :, k])
+    generated = {t: (sources, volume[:, :, k]) for t, (sources, volume) in
+                 (_generated_on_full(work, ev, filler) if filler is not None else {}).items()}
     return {"case": case.case_id, "slice": k, "background": case.volumes[background][:, :, k],
             "background_sequence": background, "truth": case.label[:, :, k],
             "predictions": by_missing, "generated": generated,

@@ -22,6 +22,8 @@ trained with ``--no-lam`` that column is left out and the Friedman test with it 
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -36,6 +38,57 @@ from harmonix.progress import progress_task
 LESION_FID = "fid-lesion"
 FID_GROUPS = {"real": "real (source vs target)", NO_LAM: "generated without LAM",
               MAIN: "generated with LAM"}
+
+
+class FeatureCache:
+    """Features of image sets by content: an image-set metric's ``features`` of the same slices
+    (same shape, dtype and bytes) by the same kind of metric (class and settings) are computed
+    once and reused, within an evaluation (the real sets of every pair, the lesion rows and the
+    cross-center reference) and by later evaluations in the same process (the real sets of a
+    test site evaluated with several generators). ``metric.features`` is deterministic, so a
+    cached value is the value it would compute again (``tests/test_evaluation_speed.py``
+    compares them bit for bit). At most ``max_sets`` sets are kept (least recently used first
+    out; 16 slices x 2048 float64 features are 256 KB); ``enabled=False`` computes every time.
+    """
+
+    def __init__(self, max_sets: int = 256, enabled: bool = True):
+        self.max_sets, self.enabled = max_sets, enabled
+        self._features: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self.computed = self.reused = 0
+
+    @staticmethod
+    def key(metric: ImageSetMetric, slices: np.ndarray) -> tuple:
+        settings = sorted((k, repr(v)) for k, v in vars(metric).items()
+                          if not k.startswith("_"))  # its settings, not its state
+        array = np.ascontiguousarray(slices)
+        digest = hashlib.blake2b(array.data, digest_size=20).hexdigest()
+        return (type(metric).__module__, type(metric).__qualname__, tuple(settings),
+                array.shape, array.dtype.str, digest)
+
+    def get(self, metric: ImageSetMetric, slices: np.ndarray) -> np.ndarray:
+        """``metric.features(slices)``, computed once per content."""
+        if not self.enabled:
+            self.computed += 1
+            return metric.features(slices)
+        key = self.key(metric, slices)
+        if key in self._features:
+            self._features.move_to_end(key)
+            self.reused += 1
+            return self._features[key]
+        value = metric.features(slices)
+        self.computed += 1
+        self._features[key] = value
+        while len(self._features) > self.max_sets:
+            self._features.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        self._features.clear()
+        self.computed = self.reused = 0
+
+
+#: the process's cache of image-set features (:class:`FeatureCache`)
+FEATURES = FeatureCache()
 
 
 def compute_fid(ev: Evaluation, bank, sequences: Sequence[str], labels: Sequence[str], *,
@@ -73,7 +126,7 @@ def compute_fid(ev: Evaluation, bank, sequences: Sequence[str], labels: Sequence
                        quiet=not progress) as advance:
         for name, metric in metrics.items():
             def features(slices, metric=metric):
-                value = metric.features(slices)
+                value = FEATURES.get(metric, slices)
                 advance(1)
                 return value
 
@@ -197,5 +250,5 @@ def fid_statistics(fid: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, list[
     return pd.DataFrame([friedman_row]), pairs, notes
 
 
-__all__ = ["FID_GROUPS", "LESION_FID", "compute_fid", "fid_statistics", "fid_wide",
-           "lesion_fid_table"]
+__all__ = ["FEATURES", "FID_GROUPS", "LESION_FID", "FeatureCache", "compute_fid",
+           "fid_statistics", "fid_wide", "lesion_fid_table"]

@@ -158,7 +158,7 @@ def plot_umap(codes: pd.DataFrame, path: Path) -> Path:
                                  ("by target domain", "real vs generated", "by source",
                                   "whole image vs lesion"), strict=True):
         for i, value in enumerate(sorted(codes[column].unique())):
-            label = value
+            label = str(value).strip() or "none"  # never an empty legend entry
             for region, marker in markers.items():
                 part = codes[(codes[column] == value) & (codes["region"] == region)]
                 if len(part):

@@ -54,6 +54,9 @@ from harmonix.evaluation.html import write_html
 from harmonix.evaluation.lesion import INTRO as LESION_INTRO
 from harmonix.evaluation.lesion import lesion_table
 from harmonix.evaluation.metric_tables import MetricSection, metric_sections
+from harmonix.evaluation.planes import FIGURE as PLANES_FIGURE
+from harmonix.evaluation.planes import plot_planes
+from harmonix.evaluation.report_header import write_header
 from harmonix.evaluation.results import (
     CROSS,
     GENERATOR_LABELS,
@@ -131,6 +134,8 @@ def write_report(ev: Evaluation, out: str | Path) -> EvaluationResult:
                        ("brasyn", brasyn_table)):
         if not (frame := table(results)).empty:
             stats[key], files[key] = frame, _csv(out / f"{key}.csv", frame)
+    if (plot := plot_planes(ev.planes, out / PLANES_FIGURE)):
+        files["through_plane_figure"] = plot  # coronal and sagittal, generated beside real
     sections = metric_sections(results, scenarios, ev.sequences, out)
     for section in sections:
         files[section.key] = section.file
@@ -185,7 +190,8 @@ class _Report:
         self.table_section("fidelity", "Image fidelity vs trivial baselines", FIDELITY_INTRO)
         self.table_section("lesion", "Lesion preservation", LESION_INTRO)
         self.table_section("grid", "Grid artifact at the patch period", GRID_INTRO)
-        self.table_section("through_plane", "Through-plane consistency", THROUGH_PLANE_INTRO)
+        self.table_section("through_plane", "Through-plane consistency", THROUGH_PLANE_INTRO,
+                           figure="through_plane_figure")
         for section in sections:
             self.metric_section(section)
         self.cross_center()
@@ -203,41 +209,7 @@ class _Report:
         return self.buffer.getvalue()
 
     def header(self) -> None:
-        ev, s, w = self.ev, self.ev.settings, self.w
-        provenance = ev.provenance
-        n_cases = len(s.get("cases", []))
-        w("# harmonix evaluation report")
-        w()
-        if provenance.overlap_allowed:
-            w("> **WARNING: test cases were seen in training** (evaluated with "
-              "`--allow-overlap`); every number below may be optimistic:")
-            for line in provenance.overlaps:
-                w(f"> - {line}")
-            w()
-        w(f"- **split**: {provenance.split or 'not stated'}")
-        w(f"- **overlap check**: {provenance.overlap or 'not run'}")
-        if provenance.copy_mapping:
-            w(f"- **copy mapping**: {provenance.copy_mapping}")
-        w(f"- test site: `{s['data']}` (center `{s['center']}`, {n_cases} complete labelled "
-          "cases" + (f"; {len(ev.skipped)} skipped" if ev.skipped else "") + ")")
-        w(f"- segmenter: `{s['segmenter']}` ({s['segmenter_card'].get('segmenter', '?')}, inputs "
-          f"{', '.join(ev.sequences)}); preprocessing {s['preprocess']}")
-        if s.get("generator"):
-            w(f"- generator: `{s['generator']}` (target `{s['target']}`)")
-        if s.get("generator_no_lam"):
-            w(f"- generator without LAM: `{s['generator_no_lam']}`")
-        w(f"- scenarios: {', '.join(s['scenarios'])}; strategies: {', '.join(s['strategies'])}; "
-          f"seed {s['seed']}. Filled cases are preprocessed (brain mask, intensity scaling, "
-          "crop) from their present sequences only.")
-        w(f"- every number is in `{self.rel(self.files['results'])}` (long format, one value "
-          f"per row); settings, timings and notes in `{self.rel(self.files['settings'])}`")
-        timings = ", ".join(f"{k} {v:.0f} s" for k, v in ev.timings.items())
-        w(f"- time: {timings}")
-        for note in ev.notes:
-            w(f"- note: {note}")
-        for case_id, reason in ev.skipped:
-            w(f"- skipped case {case_id}: {reason}")
-        w()
+        write_header(self)
 
     def dice(self) -> None:
         stats, w, files = self.stats, self.w, self.files
@@ -383,7 +355,7 @@ class _Report:
         self.w(markdown_table(quality))
         self.w()
 
-    def table_section(self, key: str, title: str, intro: str) -> None:
+    def table_section(self, key: str, title: str, intro: str, figure: str = "") -> None:
         if key not in self.stats:
             return
         self.w(f"## {title}")
@@ -392,6 +364,11 @@ class _Report:
         self.w()
         self.w(markdown_table(self.stats[key]))
         self.w()
+        if figure in self.files:
+            path = self.files[figure]
+            self.w(f"![{path.stem}: coronal and sagittal slices, real beside generated]"
+                   f"({self.rel(path)})")
+            self.w()
 
     def metric_section(self, section: MetricSection) -> None:
         self.w(f"## {section.title}")

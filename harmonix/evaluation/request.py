@@ -50,7 +50,7 @@ class EvaluateRequest:
     correlation_data: Path | Sequence[Path] | None = None
     target: str | None = None
     seed: int = 0
-    device: str = "cpu"
+    device: str = "auto"
     max_cases: int | None = None
     fid_slices: int = 64
     umap: bool = True
@@ -66,6 +66,9 @@ class EvaluateRequest:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise once, here
+        from harmonix.device import resolve_device  # the CLI's rules and errors (torch: here)
+
+        set_(self, "device", resolve_device(self.device))
         set_(self, "data", Path(self.data))
         set_(self, "out", Path(self.out))
         set_(self, "cross_center_data", _path(self.cross_center_data))

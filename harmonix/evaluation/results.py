@@ -60,6 +60,7 @@ class Evaluation:
     scenarios: list = field(default_factory=list)  # Scenario
     codes: pd.DataFrame | None = None  # UMAP: target, kind, source, region, x, y
     overlays: list[dict[str, Any]] = field(default_factory=list)
+    planes: dict[str, Any] | None = None  # coronal and sagittal panels of one case (planes.py)
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     skipped: list[tuple[str, str]] = field(default_factory=list)

@@ -246,6 +246,31 @@ def _settings(run: RunContext, kinds, test: PreparedSite) -> dict[str, Any]:
         "fid_slices": run.fid_slices,
         "preprocess": run.config.to_dict(),
         "harmonix_version": __version__,
+        **_provenance(run, test),
+    }
+
+
+def _provenance(run: RunContext, test: PreparedSite) -> dict[str, Any]:
+    """The models' card hashes (``models export --report`` checks them) and the test cases'
+    synthetic inputs (:mod:`harmonix.data.provenance`)."""
+    from harmonix.data.provenance import synthetic_inputs
+    from harmonix.harmonization.outputs import card_hash
+
+    def hashed(model) -> str:
+        card = getattr(model, "card", None)
+        return card_hash(card) if card else ""
+
+    def weights(model) -> str:  # the weights' sha256 in the card: what export checks first
+        files = (getattr(model, "card", None) or {}).get("files") or {}
+        return str((files.get("model.safetensors") or {}).get("sha256", ""))
+
+    gens = {label: f.generator for label, f in run.fillers.items()}
+    return {
+        "segmenter_card_sha256": hashed(run.seg),
+        "segmenter_weights_sha256": weights(run.seg),
+        "generator_card_sha256": {label: hashed(g) for label, g in gens.items()},
+        "generator_weights_sha256": {label: weights(g) for label, g in gens.items()},
+        "synthetic_inputs": synthetic_inputs(test.site),
     }
 
 

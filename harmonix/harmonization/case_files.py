@@ -27,7 +27,7 @@ import nibabel as nib
 import numpy as np
 
 from harmonix.data.preprocess import restore
-from harmonix.harmonization.bids import DATASET_DIR, input_sidecar
+from harmonix.harmonization.bids import DATASET_DIR, aligned_sidecar, dseg_table, input_sidecar
 from harmonix.harmonization.intensity import MODEL_SCALE, scale_of, to_scale
 from harmonix.harmonization.outputs import (
     CaseOutput,
@@ -36,7 +36,8 @@ from harmonix.harmonization.outputs import (
     sidecar_path,
     synthetic_image,
 )
-from harmonix.io import atomic_write_json, atomic_write_nifti
+from harmonix.io import atomic_write_json, atomic_write_nifti, atomic_write_text
+from harmonix.registry import load_registry
 from harmonix.version import __version__
 
 
@@ -83,6 +84,8 @@ def copy_real(files: StagedCase, sequence: str, src: Path, status: str = "real",
                   "sequence": sequence, "input_file": src.name, "harmonix_version": __version__}
         if labels:
             record["labels"] = labels[1]
+            table = dseg_table(load_registry().label_values(labels[1]))
+            atomic_write_text(path.with_name(sidecar_path(path).stem + ".tsv"), table)
         atomic_write_json(sidecar_path(path), {**carried, **record})
         messages += [note] if note else []
     return rel, "; ".join(messages)
@@ -132,7 +135,8 @@ def write_synthetic(files: StagedCase, translation, status: str, data: np.ndarra
     atomic_write_nifti(path, image)
     meta = {**sidecar, "intensity": scale}
     if files.bids:
-        carried = input_sidecar(sidecar_path(like_path))[0] if status == "aligned" else {}
+        carried = (aligned_sidecar(input_sidecar(sidecar_path(like_path))[0], t.target_domain)
+                   if status == "aligned" else {})
         what = (f"{t.sequence} generated from the case's real {t.source}" if status == "generated"
                 else f"{t.sequence} translated from {t.source_domain} into {t.target_domain}")
         meta = {**carried, "Description": f"SYNTHETIC: {what} by harmonix; not a real scan",

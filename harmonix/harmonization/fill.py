@@ -18,11 +18,13 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
 
 from harmonix.data.preprocess import preprocess_case, restore
+from harmonix.errors import InputError, did_you_mean
 from harmonix.harmonization.case_files import brain_on_input_grid, synthetic_volume
 from harmonix.harmonization.coverage import CoverageError, check_coverage
 from harmonix.harmonization.fusion import FillPolicy
@@ -40,6 +42,43 @@ from harmonix.models.checkpoints import load_generator
 from harmonix.registry import Registry, load_registry
 
 
+def _as_images(images) -> dict[str, nib.spatialimages.SpatialImage]:
+    """``images`` as ``{key: nibabel image}``: a dict of nibabel images or of NIfTI paths, or a
+    TorchIO ``Subject`` (its scalar images; label maps and other entries are left out)."""
+    try:
+        import torchio as tio
+    except ImportError:  # pragma: no cover - torchio is a dependency
+        tio = None
+    subject = tio is not None and isinstance(images, tio.Subject)
+    if not isinstance(images, Mapping) or not images:
+        raise ValueError("images must be a non-empty dict {sequence: nibabel image or NIfTI "
+                         "path}, or a TorchIO Subject")
+    out = {}
+    for key, value in images.items():
+        if isinstance(value, (str, Path)):
+            path = Path(value)
+            if not path.is_file():
+                raise InputError(path, f"images['{key}']: no such NIfTI file")
+            try:
+                value = nib.load(path)
+            except Exception as exc:  # noqa: BLE001 - nibabel raises many kinds for a bad file
+                raise InputError(path, f"images['{key}']: not a readable NIfTI: {exc}") from None
+        elif tio is not None and isinstance(value, tio.Image):
+            if subject and value.type != tio.INTENSITY:
+                continue  # a Subject's label map: not a sequence
+            if value.path is not None and not isinstance(value.path, list) and (
+                    Path(value.path).is_file()):
+                value = nib.load(value.path)  # the file's own header, dtype and scaling
+            else:
+                value = nib.Nifti1Image(value.data[0].numpy(), value.affine)
+        elif subject and not isinstance(value, nib.spatialimages.SpatialImage):
+            continue  # a Subject's metadata (age, ...)
+        out[key] = value
+    if not out:
+        raise ValueError("images holds no image")
+    return out
+
+
 def _sequences(images: Mapping[str, nib.Nifti1Image], registry: Registry) -> dict[str, str]:
     """``{sequence: key of images}``, the keys read as sequence names or aliases (``T1Gd``)."""
     if not isinstance(images, Mapping) or not images:
@@ -48,7 +87,9 @@ def _sequences(images: Mapping[str, nib.Nifti1Image], registry: Registry) -> dic
     for key, image in images.items():
         sequence = registry.resolve_sequence(str(key))
         if sequence is None:
-            raise ValueError(f"images['{key}']: not a sequence name or alias harmonix knows "
+            aliases = [a for s in registry.sequences.values() for a in (s.name, *s.aliases)]
+            raise ValueError(f"images['{key}']: not a sequence name or alias harmonix knows"
+                             f"{did_you_mean(str(key), aliases)} "
                              f"({', '.join(registry.sequences)})")
         if sequence in found:
             raise ValueError(f"images['{found[sequence]}'] and images['{key}'] are both "
@@ -69,13 +110,13 @@ def _as_loaded(image: nib.spatialimages.SpatialImage) -> nib.Nifti1Image:
 
 
 def fill_case(
-    images: Mapping[str, nib.Nifti1Image],
+    images: Mapping[str, Any],
     model: str | Path | Generator,
     target: str = "brats",
     *,
     center: str | None = None,
     sources: Sequence[str] | None = None,
-    device: str = "cpu",
+    device: str = "auto",
     batch_size: int = 16,
     seed: int = 0,
     intensity: str = "input",
@@ -86,23 +127,29 @@ def fill_case(
     same image objects) and the missing ones generated on the input's grid, flagged synthetic in
     their NIfTI ``descrip`` (``harmonix SYNTHETIC generated from t1``).
 
-    ``images`` maps sequence names or aliases (``t1``, ``T1Gd``, ``flair``) to co-registered
-    nibabel images of one case; ``model`` is a run directory, checkpoint, installed model's name
-    or loaded :class:`~harmonix.interfaces.Generator`; ``center`` is the case's center (its
-    source domains; default: the target's); ``sources`` restricts and orders the sequences used
-    as sources (as ``harmonize --sources``); ``intensity="input"`` puts a generated volume on the
-    scale and dtype of its source image, ``"model"`` keeps float32 0..255 (as ``harmonize
-    --intensity``); ``fill`` (``single`` or ``fused``) overrides the model card's fill policy
+    ``images`` maps sequence names or aliases (``t1``, ``T1Gd``, ``flair``) to co-registered nibabel
+    images, or NIfTI paths, of one case, or is a TorchIO ``Subject`` (its scalar images; a given
+    image comes back as the nibabel image it was read as); ``device`` follows ``--device`` (``auto``
+    by default; a device this machine lacks is a :class:`~harmonix.device.DeviceError`); ``model``
+    is a run directory, checkpoint, installed model's name or loaded
+    :class:`~harmonix.interfaces.Generator`; ``center`` is the case's center (its source domains;
+    default: the target's); ``sources`` restricts and orders the sequences used as sources (as
+    ``harmonize --sources``); ``intensity="input"`` puts a generated volume on the scale and dtype
+    of its source image, ``"model"`` keeps float32 0..255 (as ``harmonize --intensity``); ``fill``
+    (``single`` or ``fused``) overrides the model card's fill policy
     (:mod:`harmonix.harmonization.fusion`), as ``harmonize --fill``. Raises ``ValueError`` when a
-    missing sequence cannot be made or the model's
-    crop holds less than ``min_coverage`` of the brain, and
-    :class:`~harmonix.errors.InputError` for an unusable image.
+    missing sequence cannot be made or the model's crop holds less than ``min_coverage`` of the
+    brain, and :class:`~harmonix.errors.InputError` for an unusable image.
     """
     if intensity not in INTENSITY_MODES:
         raise ValueError(f"intensity must be one of {', '.join(INTENSITY_MODES)}, got "
                          f"'{intensity}'")
+    from harmonix.device import resolve_device
+
+    device = resolve_device(device)
     registry = load_registry()
     target_spec = resolve_target(target, registry)
+    images = _as_images(images)
     keys = _sequences(images, registry)
     generator = model if isinstance(model, Generator) else load_generator(model, device=device)
     config = preprocess_config_from_card(generator)

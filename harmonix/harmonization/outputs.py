@@ -25,9 +25,10 @@ import nibabel as nib
 import numpy as np
 
 from harmonix.data.labels import from_canonical, to_canonical
-from harmonix.data.layouts import NAMINGS, naming_for_labels
+from harmonix.data.layouts import naming_for_labels
 from harmonix.errors import InputError
-from harmonix.harmonization.bids import DATASET_DIR, DESC, case_folder, check_description, prefix
+from harmonix.harmonization.bids import DATASET_DIR, DESC, case_folder, check_description
+from harmonix.harmonization.bids import file_name as bids_file_name
 from harmonix.harmonization.intensity import Scale, stored
 from harmonix.harmonization.options import INTENSITY_MODES, OUTPUT_LAYOUTS
 from harmonix.io import atomic_write_text, file_fingerprint, parse_temp_name, pid_alive, temp_name
@@ -86,6 +87,8 @@ class CaseOutput:
     target: Target
     layout: str = "target"
     merge_aligned: bool = False
+    # BIDS: the entities each input file keeps in its outputs (bids.input_entities)
+    entities: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
 
     @property
     def folder(self) -> str:
@@ -110,8 +113,8 @@ class CaseOutput:
         map) with ``status`` real, original (a real copy displaced by --merge-aligned), generated,
         aligned or spread (``--confidence``: in the case's ``_confidence/``)."""
         if self.layout == "bids":
-            name = NAMINGS["bids"].file_name(prefix(self.case_id), sequence, suffix,
-                                             DESC.get(status))
+            name = bids_file_name(self.case_id, sequence, suffix, DESC.get(status),
+                                  dict(dict(self.entities).get(sequence, ())))
             inside = f"anat/{name}"
         else:
             inside = output_name(self.case_id, sequence, self.target, suffix)
@@ -224,7 +227,8 @@ def foreign(out: Path, case_id: str, where: CaseOutput | None = None) -> str | N
                 "naming this case); move it away or choose another --out")
     owned = {f"{folder}/{CASE_RECORD}" for folder in folders} | {
         name for row in record_rows(record) if row.file
-        for name in (row.file, sidecar_path(Path(row.file)).as_posix())
+        for name in (row.file, sidecar_path(Path(row.file)).as_posix(),
+                     sidecar_path(Path(row.file)).with_suffix(".tsv").as_posix())  # BIDS _dseg.tsv
     }
     for folder in present:
         if folder.is_symlink() or not folder.is_dir():

@@ -54,9 +54,9 @@ import numpy as np
 from harmonix.cards import portable_path
 from harmonix.data.load import load_case
 from harmonix.data.preprocess import PreprocessConfig, preprocess_case, restore
-from harmonix.data.site import read_site
-from harmonix.errors import HarmonixError, InputError
-from harmonix.harmonization.bids import write_description
+from harmonix.data.site import GRID_KINDS, read_site
+from harmonix.errors import HarmonixError, InputError, did_you_mean
+from harmonix.harmonization.bids import input_entities, write_description
 from harmonix.harmonization.case_files import (
     StagedCase,
     brain_on_input_grid,
@@ -68,6 +68,7 @@ from harmonix.harmonization.case_files import (
 from harmonix.harmonization.coverage import CoverageError, check_coverage
 from harmonix.harmonization.fusion import FillPolicy
 from harmonix.harmonization.outputs import (
+    ALIGNED_DIR,
     CASE_RECORD,
     MANIFEST_NAME,
     STAGING_MARKER,
@@ -175,8 +176,12 @@ class _Job:
                 "model_card_sha256": self.settings["model_card_sha256"],
                 "fill": self.policy.policy}
 
-    def where(self, case_id: str) -> CaseOutput:
-        return CaseOutput(case_id, self.target, self.request.layout, self.request.merge_aligned)
+    def where(self, case_id: str, case=None) -> CaseOutput:
+        kept = ()
+        if case is not None and self.request.layout == "bids":  # keep acq-, run- ... entities
+            kept = input_entities({**case.sequences, **({"seg": case.label} if case.label else {})})
+        return CaseOutput(case_id, self.target, self.request.layout, self.request.merge_aligned,
+                          kept)
 
 
 def _failed(case_id: str, problems: Iterable[tuple[str, str]]) -> _CaseFailed:
@@ -186,7 +191,8 @@ def _failed(case_id: str, problems: Iterable[tuple[str, str]]) -> _CaseFailed:
 def _harmonize_case(case, job: _Job, stage: Path, inputs: dict[str, Any]) -> list[ManifestRow]:
     """Write one complete case into ``stage/case`` (and ``stage/aligned``); return its rows."""
     case_id, target = case.id, job.target
-    if not case.ok:
+    tolerated = GRID_KINDS if job.request.resample else frozenset()
+    if any(p.kind not in tolerated for p in case.problems):
         raise _failed(case_id, [("", f"{p.path}: {p.message}") for p in case.problems])
     present = [s for s in case.sequences]
     fills, alignments, errors = plan_translations(
@@ -197,11 +203,11 @@ def _harmonize_case(case, job: _Job, stage: Path, inputs: dict[str, Any]) -> lis
     if errors:
         raise _failed(case_id, errors.items())
     try:
-        loaded = load_case(case)
+        loaded = load_case(case, resample=job.request.resample)
     except InputError as exc:
         raise _failed(case_id, [("", str(exc))]) from None
 
-    files = StagedCase(stage, job.where(case_id))
+    files = StagedCase(stage, job.where(case_id, case))
     (stage / "case").mkdir()
     merged = {t.sequence for t in alignments} if job.request.merge_aligned else set()
     rows: list[ManifestRow] = []
@@ -239,7 +245,9 @@ def _harmonize_case(case, job: _Job, stage: Path, inputs: dict[str, Any]) -> lis
                 reference=(job.references or {}).get(t.sequence),
                 batch_size=job.request.batch_size, seed=job.request.seed,
             )
-            like_path = Path(case.sequences[t.source])
+            # --resample: a resampled source's volume lies on the reference sequence's grid
+            like_seq = case.reference if t.source in loaded.resampled else t.source
+            like_path = Path(case.sequences[like_seq])
             like = nib.load(like_path)
             restored = restore(volume, prepared.record)
             if tuple(restored.shape[:3]) != tuple(like.shape[:3]) or not np.allclose(
@@ -286,13 +294,14 @@ def harmonize_site(request: HarmonizeRequest) -> HarmonizeResult:
     target_spec = resolve_target(req.target or registry.defaults.get("target", "brats"), registry)
     out, shard = req.out, req.shard
     check_out_folder(out, req.site)
-    site = read_site(req.site, center=req.center)
+    site = read_site(req.site, center=req.center, run=req.run)
     check_out_folder(out, site.root)
     check_part(out, shard)
     unknown = [s for s in req.sources or () if s not in registry.sequences]
     if unknown:
         known = ", ".join(registry.sequences)
-        raise ValueError(f"unknown source sequences {unknown}; known: {known}")
+        hints = "".join(did_you_mean(u, registry.sequences) for u in unknown)
+        raise ValueError(f"unknown source sequences {unknown}{hints}; known: {known}")
     check_output_options(out, req.intensity, req.layout, [case.id for case in site.cases])
     if req.on_site:
         req.on_site(site)
@@ -324,6 +333,8 @@ def harmonize_site(request: HarmonizeRequest) -> HarmonizeResult:
         "confidence": req.confidence,
         "center": site.center,
         "align": req.align,
+        **({"resample": True} if req.resample else {}),
+        **({"run": req.run} if req.run else {}),
         "sources": list(req.sources) if req.sources else None,
         "reference": str(req.reference.resolve()) if req.reference else None,
         "model_card_sha256": card_hash(generator.card or {}),
@@ -343,6 +354,9 @@ def harmonize_site(request: HarmonizeRequest) -> HarmonizeResult:
     remove_stale(out, shared=shard is not None)
     if req.layout == "bids":
         write_description(out, site.root.resolve().name)
+    else:
+        write_site_files(out, site.center, target_spec, align=req.align,
+                         merged=req.merge_aligned)
     cases = shard.select(site.cases) if shard else site.cases
     result = HarmonizeResult(out, out / (shard.part_name if shard else MANIFEST_NAME),
                              ignored=list(site.problems), shard=shard)
@@ -363,9 +377,32 @@ def harmonize_site(request: HarmonizeRequest) -> HarmonizeResult:
     return result
 
 
+def write_site_files(out: Path, center: str, target, *, align: bool, merged: bool) -> None:
+    """``OUT/harmonix-site.json`` (layout target): the center whose domain the case folders
+    hold (the target's with ``--merge-aligned``, where aligned volumes replace the real scans;
+    else the input's, whose real scans they keep) and the target's label convention; with
+    ``--align`` apart, ``OUT/_aligned/harmonix-site.json`` names the target's center: the aligned
+    volumes read back as a site of the target domain. A file harmonix did not write is kept."""
+    from harmonix.data.layouts import SITE_FILE
+
+    files = {out / SITE_FILE: target.center if merged else center}
+    if align and not merged:
+        files[out / ALIGNED_DIR / SITE_FILE] = target.center
+    for path, name in files.items():
+        if path.exists():
+            try:
+                if json.loads(path.read_text()).get("written_by") != "harmonix harmonize":
+                    continue  # the user's own: never replaced
+            except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+                continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, {"center": name, "labels": target.labels,
+                                 "written_by": "harmonix harmonize"})
+
+
 def _run_case(case, job: _Job, overwrite: bool) -> CaseOutcome:
     start = time.perf_counter()
-    where = job.where(case.id)
+    where = job.where(case.id, case)
     final = job.out / where.folder
     try:
         inputs = input_fingerprints(case)

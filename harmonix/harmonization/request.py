@@ -31,9 +31,11 @@ class HarmonizeRequest:
     ``intensity``: ``input`` (the real counterpart's scale and dtype) or ``model`` (float32
     0..255); ``layout``: ``target`` (the target's file names) or ``bids``; ``fill`` (``single``
     or ``fused``) overrides the model card's fill policy; ``confidence`` also writes the spread
-    across fused sources; ``shard`` (``"K/N"``) does only shard K's cases. ``progress`` shows a
-    progress bar; ``on_site(site)`` is called once the site is read, ``on_case(outcome)`` after
-    each case.
+    across fused sources; ``shard`` (``"K/N"``) does only shard K's cases. ``resample``
+    resamples sequences on a grid other than the case's reference sequence onto it (else such a
+    case fails); ``run`` (a BIDS ``run-`` label) chooses among runs of one sequence.
+    ``progress`` shows a progress bar; ``on_site(site)`` is called once the site is read,
+    ``on_case(outcome)`` after each case.
     """
 
     site: Path
@@ -46,7 +48,7 @@ class HarmonizeRequest:
     sources: Sequence[str] | None = None
     reference: Path | None = None
     preprocess: PreprocessConfig | None = None
-    device: str = "cpu"
+    device: str = "auto"
     batch_size: int = 16
     seed: int = 0
     overwrite: bool = False
@@ -56,12 +58,17 @@ class HarmonizeRequest:
     fill: str | None = None
     confidence: bool = False
     shard: Shard | None = None
+    resample: bool = False
+    run: str | None = None
     progress: bool = False
     on_site: Callable[[Any], None] | None = None
     on_case: Callable[[Any], None] | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise once, here
+        from harmonix.device import resolve_device  # the CLI's rules and errors (torch: here)
+
+        set_(self, "device", resolve_device(self.device))
         set_(self, "site", Path(self.site))
         set_(self, "out", Path(self.out))
         if self.reference is not None:

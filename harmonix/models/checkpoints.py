@@ -23,6 +23,7 @@ import json
 import os
 import re
 import shutil
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from safetensors import SafetensorError
 from safetensors.torch import safe_open, save_file
 
 from harmonix.cards import CARD_FILE, load_card, validate_card, write_card
-from harmonix.errors import CheckpointError
+from harmonix.errors import CheckpointError, did_you_mean
 from harmonix.interfaces import Generator
 from harmonix.io import (
     atomic_folder,
@@ -42,7 +43,7 @@ from harmonix.io import (
     parse_temp_name,
     pid_alive,
 )
-from harmonix.models.installed import installed_model, is_model_name, models_dir
+from harmonix.models.installed import hidden_model, installed_model, is_model_name, models_dir
 from harmonix.plugins import build_trainer
 
 CHECKPOINTS_DIR = "checkpoints"
@@ -173,24 +174,33 @@ def resolve_checkpoint(path: str | Path, kind: str | None = None) -> Path:
     installed = _installed_model(path)
     if installed is not None:
         return installed
+    hidden = hidden_model(path)  # a local NAME that is an installed model's name too
     path = Path(path)
     if path.is_file() and path.name in (MODEL_FILE, CARD_FILE, STATE_FILE):
         path = path.parent
     if (path / CARD_FILE).is_file():
+        if hidden:
+            warnings.warn(f"using the local folder: {hidden}", UserWarning, stacklevel=2)
         return path
     wanted = _WANTED.get(kind, _WANTED[None])
+    hint = f"; {hidden}" if hidden else ""
     if path.is_dir():
         found = latest_checkpoint(path)
         if found is not None:
+            if hidden:
+                warnings.warn(f"using the local folder: {hidden}", UserWarning, stacklevel=2)
             return found
         raise CheckpointError(path, f"no checkpoint here (no {CARD_FILE}, no {CHECKPOINTS_DIR}/);"
-                                    f" give {wanted}")
+                                    f" give {wanted}{hint}")
     if path.exists():
-        raise CheckpointError(path, f"is a file, not {wanted}")
+        raise CheckpointError(path, f"is a file, not {wanted}{hint}")
     if is_model_name(str(path)):
+        folder = models_dir()
+        names = [p.name for p in folder.iterdir() if (p / CARD_FILE).is_file()] if (
+            folder.is_dir()) else []
         raise CheckpointError(path, f"no such file or folder; give {wanted}, or the name of an "
-                                    f"installed model (none is named '{path}' in {models_dir()};"
-                                    " see harmonix models list)")
+                                    f"installed model (none is named '{path}' in {folder};"
+                                    f" see harmonix models list){did_you_mean(str(path), names)}")
     raise CheckpointError(path, f"no such file or folder; give {wanted}")
 
 
@@ -252,8 +262,13 @@ def load_training_state(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(file, f"unreadable training state: {exc}") from None
 
 
-def load_generator(path: str | Path, device: str = "cpu") -> Generator:
-    """Rebuild the (EMA) generator of a run directory or checkpoint via its trainer plugin."""
+def load_generator(path: str | Path, device: str = "auto") -> Generator:
+    """Rebuild the (EMA) generator of a run directory or checkpoint via its trainer plugin, on
+    ``device`` as ``--device`` takes it (``auto``: CUDA when present; a device this machine
+    lacks is a :class:`~harmonix.device.DeviceError`, not torch's own error)."""
+    from harmonix.device import resolve_device
+
+    device = resolve_device(device)
 
     folder = resolve_checkpoint(path, "generator")
     card = read_card(folder, "generator")

@@ -43,4 +43,15 @@ def installed_model(name: str) -> Path | None:
     return folder if (folder / CARD_FILE).is_file() else None
 
 
-__all__ = ["MODELS_ENV", "installed_model", "is_model_name", "models_dir"]
+def hidden_model(path: str | Path) -> str:
+    """When ``path`` is a plain name that is a local file or folder *and* an installed model (the
+    local one wins), what to say about it: a hint naming both; else ``""``."""
+    text = str(path)
+    if not Path(text).exists() or installed_model(text) is None:
+        return ""
+    return (f"the local '{text}' hides the installed model '{text}' "
+            f"({installed_model(text)}); give ./{text} for the local one, or the installed "
+            "folder's full path for the installed one (or rename the local one)")
+
+
+__all__ = ["MODELS_ENV", "hidden_model", "installed_model", "is_model_name", "models_dir"]

@@ -103,6 +103,24 @@ class ExportResult:
     name: str
     kind: str
     files: dict[str, str]  # member (inside NAME/) -> sha256
+    warnings: tuple[str, ...] = ()  # e.g. trained for fewer than MIN_EXPORT_ITERATIONS
+
+
+#: ``models export`` warns about a model trained for fewer iterations (docs/reliability.md)
+MIN_EXPORT_ITERATIONS = 1000
+
+
+def training_warnings(card: dict[str, Any]) -> list[str]:
+    """What ``models export`` warns about: a model trained for fewer than
+    :data:`MIN_EXPORT_ITERATIONS` iterations (a smoke run, not a model to share)."""
+    iteration = card.get("iteration")
+    if iteration is None or int(iteration) >= MIN_EXPORT_ITERATIONS:
+        return []
+    seconds = (card.get("training") or {}).get("seconds")
+    spent = f" ({float(seconds):.0f} s)" if seconds else ""
+    return [f"this model was trained for {iteration} iteration(s){spent}, fewer than "
+            f"{MIN_EXPORT_ITERATIONS}: a test run, not a model to share; its outputs will be "
+            "poor"]
 
 
 def package_card(card: dict[str, Any], name: str, kind: str) -> dict[str, Any]:
@@ -161,6 +179,8 @@ def export_model(
     if left:  # portable_card leaves none; a guard, not a code path
         raise CheckpointError(folder / CARD_FILE, f"local paths left in {', '.join(left)}")
     validate_card(shipped, folder / CARD_FILE, kind)
+    if report is not None:
+        check_report(card, kind, Path(report))
     evaluation = read_evaluation(report) if report is not None else None
     members: dict[str, bytes | Path] = {
         CARD_FILE: (json.dumps(shipped, indent=2) + "\n").encode(),
@@ -181,7 +201,38 @@ def export_model(
                         shutil.copyfileobj(src, dst, 1 << 20)
                 else:
                     archive.writestr(info, content)
-    return ExportResult(out, name, kind, sums)
+    return ExportResult(out, name, kind, sums, tuple(training_warnings(card)))
+
+
+def check_report(card: dict[str, Any], kind: str | None, report: Path) -> None:
+    """Refuse an evaluation report (``evaluation.json``) that records the hashes of another
+    model: its weights' sha256 or, failing that, its card's (``harmonix evaluate`` records both
+    for the generator and the segmenter). A report that records none (older harmonix) passes."""
+    from harmonix.harmonization.outputs import card_hash
+
+    path = report / "evaluation.json"
+    try:
+        settings = json.loads(path.read_text())
+        settings = {**settings, **(settings.get("settings") or {})}
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return  # read_evaluation reports an unreadable report
+    role = "segmenter" if kind == "segmenter" else "generator"
+
+    def recorded(key: str) -> set[str]:
+        value = settings.get(f"{role}_{key}_sha256")
+        values = value.values() if isinstance(value, dict) else [value]
+        return {str(v) for v in values if v}
+
+    weights = str(((card.get("files") or {}).get(MODEL_FILE) or {}).get("sha256", ""))
+    for key, mine in (("weights", weights), ("card", card_hash(card))):
+        known = recorded(key)
+        if known and mine:
+            if mine in known:
+                return
+            raise InputError(report, f"is the evaluation of another {role}: it records "
+                             f"{role} {key} sha256 {', '.join(sorted(k[:12] for k in known))}, "
+                             f"this model's is {mine[:12]}; give --report the evaluation of "
+                             "this model (harmonix evaluate with it)")
 
 
 def _digest(content: bytes | Path) -> str:
@@ -256,11 +307,53 @@ def verify_package(folder: Path, archive: Path | None = None) -> None:
             raise CheckpointError(where, f"not a harmonix model package: no {needed}")
 
 
-def install_model(archive: str | Path, *, name: str | None = None, force: bool = False) -> Path:
-    """Unpack the package ``archive`` into :func:`models_dir` as ``name`` (default: its folder's
-    name) and return the installed folder. Refuses unsafe members, files that do not match
-    ``SHA256SUMS`` and, unless ``force``, a model of that name already installed."""
+URL_SCHEMES = ("http://", "https://", "file://")
+
+
+def _urlopen(url: str, timeout: float = 60.0):  # tests replace it; no network in tests
+    import urllib.request
+
+    return urllib.request.urlopen(url, timeout=timeout)  # noqa: S310 - schemes checked
+
+
+def download(url: str, folder: Path, sha256: str | None) -> Path:
+    """Fetch the package at ``url`` (http, https or file) into ``folder`` and check its SHA-256;
+    an http(s) URL needs ``sha256`` (what was downloaded is otherwise unchecked)."""
+    if url.startswith(("http://", "https://")) and not sha256:
+        raise InputError(Path(url), "an http(s) package needs --sha256 HASH (the package's "
+                                    "SHA-256, from whoever shared it) to be installed")
+    name = url.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0] or "package.zip"
+    path = folder / name
+    digest = hashlib.sha256()
+    try:
+        with _urlopen(url) as response, open(path, "wb") as dst:
+            while chunk := response.read(1 << 20):
+                digest.update(chunk)
+                dst.write(chunk)
+    except (OSError, ValueError) as exc:  # URLError and HTTPError are OSErrors
+        raise InputError(Path(url), f"could not be downloaded: {exc}") from None
+    if sha256 and digest.hexdigest() != sha256.strip().lower():
+        raise InputError(Path(url), f"SHA-256 mismatch: got {digest.hexdigest()}, expected "
+                                    f"{sha256.strip().lower()}; nothing installed")
+    return path
+
+
+def install_model(archive: str | Path, *, name: str | None = None, force: bool = False,
+                  sha256: str | None = None) -> Path:
+    """Unpack the package ``archive`` (a file, or an http(s)/file URL: :func:`download`) into
+    :func:`models_dir` as ``name`` (default: its folder's name) and return the installed folder.
+    Refuses a package whose SHA-256 is not ``sha256`` (when given), unsafe members, files that
+    do not match ``SHA256SUMS`` and, unless ``force``, a model of that name already installed."""
+    if str(archive).startswith(URL_SCHEMES):
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="harmonix-download-") as tmp:
+            path = download(str(archive), Path(tmp), sha256)
+            return install_model(path, name=name, force=force)
     archive = Path(archive)
+    if sha256 and archive.is_file() and file_digest(archive) != sha256.strip().lower():
+        raise InputError(archive, f"SHA-256 mismatch: got {file_digest(archive)}, expected "
+                                  f"{sha256.strip().lower()}; nothing installed")
     if not archive.is_file():
         raise InputError(archive, "no such file; give a model package (.zip) made by "
                                   "'harmonix models export'")
@@ -291,5 +384,6 @@ def install_model(archive: str | Path, *, name: str | None = None, force: bool =
     return final
 
 
-__all__ = ["README_FILE", "SUMS_FILE", "ExportResult", "InstalledModel", "export_model",
-           "install_model", "list_models", "package_card", "verify_package"]
+__all__ = ["MIN_EXPORT_ITERATIONS", "README_FILE", "SUMS_FILE", "ExportResult", "InstalledModel",
+           "check_report", "download", "export_model", "install_model", "list_models",
+           "package_card", "verify_package"]

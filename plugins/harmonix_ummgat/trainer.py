@@ -18,6 +18,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from harmonix.sdk import (
     TrainRequest,
     __version__,
     atomic_write_json,
+    check_training_coverage,
     latest_checkpoint,
     load_tensors,
     load_training_state,
@@ -48,6 +50,7 @@ from harmonix.sdk import (
     merge_records,
     portable_path,
     read_card,
+    refuse_synthetic,
     remove_stale_temporaries,
     training_record,
 )
@@ -170,6 +173,9 @@ class UMMGATTrainer(Trainer):
                                           "give them again with --data")
             if not sites:
                 raise ValueError("give site folders (data=[...] / --data) or a dataset")
+            refuse_synthetic(sites, allow=req.allow_synthetic)  # before any cache is written
+            if card_prev is None and req.min_coverage != 0:  # a new run's field of view
+                check_training_coverage(sites, prep, req.min_coverage)
             cache = Path(options.cache_dir) if options.cache_dir else run_dir / "cache"
             if world > 1 and rank != 0:  # rank 0 builds the slice cache, the others reuse it
                 torch.distributed.barrier()
@@ -206,6 +212,10 @@ class UMMGATTrainer(Trainer):
         if config.image_size % multiple:
             raise ValueError(f"slice size {config.image_size} is not a multiple of {multiple}, "
                              f"which the '{config.backbone}' backbone needs")
+        if config.preset == "paper" and not is_cuda and rank == 0:
+            warnings.warn(f"the paper preset on {device} takes minutes per iteration (591 s was "
+                          "measured on a CPU): impractical for a full run; use a GPU, or "
+                          "--preset fast or small for a CPU run", RuntimeWarning, stacklevel=2)
         start = 0
         if req.resume and rank == 0:  # a killed run's half-written checkpoint
             remove_stale_temporaries(run_dir)
@@ -218,7 +228,11 @@ class UMMGATTrainer(Trainer):
         source = BatchSource(dataset, latent_dim=config.latent_dim, seed=seed, rank=rank)
         card = _card(config, recipe, settings, prep, seed, sites, pairing, dataset, source,
                      training={"world_size": world, "device": device, "amp_bf16": amp,
-                               "channels_last": channels_last, "compile": settings.compile})
+                               "channels_last": channels_last, "compile": settings.compile,
+                               "allow_synthetic": bool(req.allow_synthetic),
+                               # how long it was trained, over every session (the loop adds)
+                               "seconds": ((card_prev or {}).get("training") or {}).get(
+                                   "seconds", 0.0)})
         if card_prev is not None and "lesion_code_spread" in card_prev:  # its history goes on
             card["lesion_code_spread"] = card_prev["lesion_code_spread"]
         if rank == 0:  # only rank 0 writes cards
