@@ -246,6 +246,14 @@ def test_an_impractical_run_is_warned_about(monkeypatch):
     assert fake.card["training"]["seconds_per_iteration"] == pytest.approx(591.0)
 
 
+def test_the_paper_preset_on_a_cpu_is_called_impractical_before_training():
+    from harmonix_ummgat.trainer import impractical
+
+    assert "impractical" in impractical("paper", "cpu") and "--preset fast" in impractical(
+        "paper", "mps")
+    assert impractical("paper", "cuda:0") is None and impractical("small", "cpu") is None
+
+
 def test_export_warns_about_a_short_training(built, tmp_path, cli):
     result = cli("models", "export", built.run, tmp_path / "m.zip")
     assert result.exit_code == 0

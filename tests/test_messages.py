@@ -70,6 +70,18 @@ def test_inspect_groups_identical_warnings(run, built, tmp_path):  # noqa: F811
     assert "12 files (" in text and "and 9 more)" in text
 
 
+def test_harmonize_groups_identical_warnings_and_quiet_hides_them(run, built, tmp_path):  # noqa: F811
+    site = shutil.copytree(built, tmp_path / "site")
+    thicken(site, 3)
+    result = run("harmonize", site, "--model", tmp_path / "no-run", "--out", tmp_path / "out")
+    text = " ".join(result.stderr.split())
+    assert text.count("thick or anisotropic slices") == 1, result.stderr  # before the model
+    assert "12 files (" in text and "and 9 more)" in text
+    quiet = run("harmonize", site, "--model", tmp_path / "no-run", "--out", tmp_path / "out",
+                "--quiet")
+    assert "thick or anisotropic" not in quiet.stderr and quiet.exit_code == result.exit_code
+
+
 def test_did_you_mean_for_sequence_target_and_model(run, built, tmp_path, monkeypatch):  # noqa: F811
     site = shutil.copytree(built, tmp_path / "site")
     case = case_dirs(site)[0]

@@ -25,6 +25,7 @@ import math
 import os
 import sys
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, get_args
@@ -152,6 +153,23 @@ def warn(message: str) -> None:
     if _output.verbosity != QUIET:
         err_console.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True,
                           highlight=False)
+
+
+def grouped_problems(problems: Iterable[Any], root: Path) -> list[str]:
+    """Site problems or warnings as lines, identical messages once with a count and the first
+    three files (``inspect`` and ``harmonize`` print these)."""
+    groups: dict[str, list[str]] = {}
+    for problem in problems:
+        path = Path(problem.path)
+        where = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+        groups.setdefault(problem.message, []).append(where)
+    lines = []
+    for message, paths in groups.items():
+        more = f" and {len(paths) - 3} more" if len(paths) > 3 else ""
+        where = paths[0] if len(paths) == 1 else (
+            f"{len(paths)} files ({', '.join(paths[:3])}{more})")
+        lines.append(f"{where}: {message}")
+    return lines
 
 
 def _report_error(message: str, code: int) -> None:

@@ -20,6 +20,7 @@ from harmonix.cli.app import (
     emit_json,
     err_console,
     fail,
+    grouped_problems,
     json_option,
     warn,
 )
@@ -73,8 +74,8 @@ def summary_table(result) -> Table:
 
 def print_site_problems(site) -> None:
     """What of the site is read as no case, and the cases' warnings, before any work starts."""
-    for problem in [*site.problems, *site.warnings]:  # warn(): silenced by --quiet
-        warn(str(problem))
+    for line in grouped_problems([*site.problems, *site.warnings], site.root):
+        warn(line)  # silenced by --quiet; identical warnings once, with a count
 
 
 def print_failures(result) -> None:

@@ -22,6 +22,7 @@ from harmonix.cli.app import (
     emit_json,
     err_console,
     fail,
+    grouped_problems,
     json_option,
     verbosity,
 )
@@ -76,17 +77,8 @@ def _print_warnings(site) -> None:
         return
     console.print(f"[bold yellow]{len(warnings)} warning{'s' * (len(warnings) != 1)} (the "
                   "cases are still harmonized):[/]")
-    groups: dict[str, list[str]] = {}  # identical warnings: one paragraph, with a count
-    for warning in warnings:
-        groups.setdefault(warning.message, []).append(_relative(warning.path, site.root))
-    for message, paths in groups.items():
-        if len(paths) == 1:
-            where = paths[0]
-        else:
-            more = f" and {len(paths) - 3} more" if len(paths) > 3 else ""
-            where = f"{len(paths)} files ({', '.join(paths[:3])}{more})"
-        console.print(f"  [yellow]![/] {escape(where)}: {escape(message)}", soft_wrap=True,
-                      highlight=False)
+    for line in grouped_problems(warnings, site.root):  # identical warnings once, with a count
+        console.print(f"  [yellow]![/] {escape(line)}", soft_wrap=True, highlight=False)
 
 
 @app.command("inspect")

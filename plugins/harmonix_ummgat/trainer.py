@@ -85,6 +85,16 @@ def preprocess_config(size: int | None, spacing: float | None, depth: int | None
                                crop_shape=(int(size), int(size), int(depth)))
 
 
+def impractical(preset: str, device: str) -> str | None:
+    """Why ``preset`` on ``device`` makes a full run impractical (``None`` when it does not):
+    the paper's scale on a CPU takes minutes per iteration."""
+    if preset == "paper" and not device.startswith("cuda"):
+        return (f"the paper preset on {device} takes minutes per iteration (591 s was measured "
+                "on a CPU): impractical for a full run; use a GPU, or --preset fast or small "
+                "for a CPU run")
+    return None
+
+
 def _distributed(device: str) -> tuple[int, int, str, bool]:
     """``(rank, world_size, device, initialised_here)``; starts torch.distributed under torchrun."""
     import torch.distributed as dist
@@ -212,10 +222,8 @@ class UMMGATTrainer(Trainer):
         if config.image_size % multiple:
             raise ValueError(f"slice size {config.image_size} is not a multiple of {multiple}, "
                              f"which the '{config.backbone}' backbone needs")
-        if config.preset == "paper" and not is_cuda and rank == 0:
-            warnings.warn(f"the paper preset on {device} takes minutes per iteration (591 s was "
-                          "measured on a CPU): impractical for a full run; use a GPU, or "
-                          "--preset fast or small for a CPU run", RuntimeWarning, stacklevel=2)
+        if rank == 0 and (why := impractical(config.preset, device)):
+            warnings.warn(why, RuntimeWarning, stacklevel=2)
         start = 0
         if req.resume and rank == 0:  # a killed run's half-written checkpoint
             remove_stale_temporaries(run_dir)
