@@ -22,7 +22,10 @@ from pathlib import Path
 from harmonix.errors import InputError
 from harmonix.registry import NIFTI_SUFFIX
 
-DESCRIP_FLAG = b"harmonix SYNTHETIC"
+#: the start of every synthetic volume's NIfTI ``descrip`` (written by harmonize's case files)
+SYNTHETIC_FLAG = "harmonix SYNTHETIC"
+DESCRIP_FLAG = SYNTHETIC_FLAG.encode()
+#: harmonize's manifest of a site, and the statuses of its synthetic rows (outputs.py writes them)
 MANIFEST = "manifest.csv"
 SYNTHETIC_STATUSES = ("generated", "aligned", "spread")
 

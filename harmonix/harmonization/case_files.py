@@ -27,6 +27,7 @@ import nibabel as nib
 import numpy as np
 
 from harmonix.data.preprocess import restore
+from harmonix.data.provenance import SYNTHETIC_FLAG
 from harmonix.harmonization.bids import DATASET_DIR, aligned_sidecar, dseg_table, input_sidecar
 from harmonix.harmonization.intensity import MODEL_SCALE, scale_of, to_scale
 from harmonix.harmonization.outputs import (
@@ -111,7 +112,7 @@ def synthetic_volume(translation, status: str, data: np.ndarray, like, *, record
     if intensity == "input":
         scale = scale_of(record, t.source, like, like_name)
         data = to_scale(data, brain, scale)
-    image = synthetic_image(data, like, f"harmonix SYNTHETIC {status} from "
+    image = synthetic_image(data, like, f"{SYNTHETIC_FLAG} {status} from "
                                         f"{sources or t.source}", scale)
     return image, (scale.to_dict() if scale else dict(MODEL_SCALE))
 
@@ -171,7 +172,7 @@ def write_spread(files: StagedCase, translation, spread, like_path: Path,
     path, rel = files.path(t.sequence, "spread", nifti_suffix(like_path))
     data = np.asarray(spread.dataobj, np.float32)
     image = synthetic_image(data, nib.load(like_path),
-                            f"harmonix SYNTHETIC spread of {t.sequence} across sources", None)
+                            f"{SYNTHETIC_FLAG} spread of {t.sequence} across sources", None)
     atomic_write_nifti(path, image)
     atomic_write_json(sidecar_path(path), {
         **sidecar, "meaning": "per-voxel weighted standard deviation of the generated volume "

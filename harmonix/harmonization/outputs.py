@@ -26,6 +26,7 @@ import numpy as np
 
 from harmonix.data.labels import from_canonical, to_canonical
 from harmonix.data.layouts import naming_for_labels
+from harmonix.data.provenance import MANIFEST
 from harmonix.errors import InputError
 from harmonix.harmonization.bids import DATASET_DIR, DESC, case_folder, check_description
 from harmonix.harmonization.bids import file_name as bids_file_name
@@ -34,14 +35,13 @@ from harmonix.harmonization.options import INTENSITY_MODES, OUTPUT_LAYOUTS
 from harmonix.io import atomic_write_text, file_fingerprint, parse_temp_name, pid_alive, temp_name
 from harmonix.registry import Target
 
-MANIFEST_NAME = "manifest.csv"
+MANIFEST_NAME = MANIFEST
 MANIFEST_COLUMNS = ("case", "sequence", "status", "source", "message", "file", "coverage")
 CASE_RECORD = ".harmonix-case.json"
 STAGING_MARKER = ".harmonix-staging"  # in every staging folder: only these are cleaned up
 ALIGNED_DIR = "_aligned"
 ORIGINAL_DIR = "_original"  # --merge-aligned: the real copies that aligned volumes replace
 CONFIDENCE_DIR = "_confidence"  # --confidence: the spread across fused sources
-SYNTHETIC_STATUSES = ("generated", "aligned", "spread")
 SHARED_GRACE_S = 3600  # remove_stale(shared=True) keeps unmarked leftovers younger than this
 _PARTIAL = re.compile(r"^\.partial-.*-(\d+)$")  # a staging folder, OUT/.partial-CASE-PID
 

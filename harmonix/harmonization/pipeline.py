@@ -54,6 +54,7 @@ import numpy as np
 from harmonix.cards import portable_path
 from harmonix.data.load import load_case
 from harmonix.data.preprocess import PreprocessConfig, preprocess_case, restore
+from harmonix.data.provenance import SYNTHETIC_STATUSES
 from harmonix.data.site import GRID_KINDS, read_site
 from harmonix.errors import HarmonixError, InputError, did_you_mean
 from harmonix.harmonization.bids import input_entities, write_description
@@ -72,7 +73,6 @@ from harmonix.harmonization.outputs import (
     CASE_RECORD,
     MANIFEST_NAME,
     STAGING_MARKER,
-    SYNTHETIC_STATUSES,
     CaseOutput,
     ManifestRow,
     card_hash,
