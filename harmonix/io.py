@@ -10,6 +10,7 @@ the final name last, so that its suffixes, ``.nii.gz``, stay at the end).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -21,17 +22,21 @@ from typing import Any
 
 #: the kinds of temporary name: ``tmp`` (being written) and ``old`` (being replaced)
 TEMP_KINDS = ("tmp", "old")
-_TEMP_NAME = re.compile(r"\.(tmp|old)-(\d+)-(.+)", re.DOTALL)
+_TEMP_NAME = re.compile(r"\.(tmp|old)-(\d+)(?:\.\d+)?-(.+)", re.DOTALL)
+_SERIAL = itertools.count(1)  # threads share a pid: each name this process makes is its own
 
 
 def temp_name(name: str, pid: int | None = None, *, kind: str = "tmp") -> str:
-    """The temporary name of file or folder ``name`` of process ``pid`` (default: this one):
-    ``.tmp-PID-NAME`` (``kind="old"``: ``.old-PID-NAME``, a folder being swapped out)."""
+    """The temporary name of file or folder ``name`` of process ``pid``: ``.tmp-PID-NAME``
+    (``kind="old"``: ``.old-PID-NAME``, a folder being swapped out). For this process (``pid``
+    left out) the pid carries a serial, ``.tmp-PID.N-NAME``, so that two threads writing one file
+    at once never share a temporary name."""
     if kind not in TEMP_KINDS:
         raise ValueError(f"unknown kind of temporary name {kind!r}; use {', '.join(TEMP_KINDS)}")
     if not name:
         raise ValueError("a temporary name needs the final name")
-    return f".{kind}-{os.getpid() if pid is None else int(pid)}-{name}"
+    owner = f"{os.getpid()}.{next(_SERIAL)}" if pid is None else str(int(pid))
+    return f".{kind}-{owner}-{name}"
 
 
 def parse_temp_name(filename: str, kind: str = "tmp") -> tuple[str, int] | None:
@@ -78,7 +83,7 @@ def atomic_folder(path: str | Path):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(temp_name(path.name))
-    if tmp.exists():
+    if tmp.exists():  # left by a dead process whose pid and serial this one has again
         shutil.rmtree(tmp)
     tmp.mkdir()
     try:

@@ -7,12 +7,20 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
 
 from harmonix.harmonization.outputs import CASE_RECORD, remove_stale
-from harmonix.io import atomic_folder, atomic_path, parse_temp_name, pid_alive, temp_name
+from harmonix.io import (
+    atomic_folder,
+    atomic_path,
+    atomic_write_text,
+    parse_temp_name,
+    pid_alive,
+    temp_name,
+)
 from harmonix.models import checkpoints as ckpt
 
 ROOT = Path(__file__).parents[1]
@@ -45,6 +53,33 @@ def test_a_written_temporary_name_parses_back(name):
     old = temp_name(name, 42, kind="old")
     assert old == f".old-42-{name}" and parse_temp_name(old, "old") == (name, 42)
     assert parse_temp_name(old) is None and parse_temp_name(temp_name(name), "old") is None
+
+
+def test_threads_of_one_process_never_share_a_temporary_name(tmp_path):
+    """Threads share a pid (three ``--shard`` runs in one process wrote one file at once and one
+    lost its temporary file): each name this process makes carries its own serial."""
+    names = [temp_name("manifest.csv") for _ in range(3)]
+    assert len(set(names)) == 3
+    assert all(parse_temp_name(n) == ("manifest.csv", os.getpid()) for n in names)
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def write(k: int) -> None:
+        try:
+            start.wait()
+            for _ in range(50):
+                atomic_write_text(tmp_path / "shared.txt", f"writer {k}\n")
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(k,)) for k in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors, errors
+    assert (tmp_path / "shared.txt").read_text().startswith("writer ")
+    assert [p.name for p in tmp_path.iterdir()] == ["shared.txt"]  # no temporary file left
 
 
 @pytest.mark.parametrize("other", [".tmp-notes", ".tmp-iter_000004-123", "x.tmp-1-y", ".tmp-1-",
