@@ -54,7 +54,11 @@ def test_validation_doc_quotes_its_summary_csv():
     docs = ROOT / "docs"
     summary = pd.read_csv(docs / "validation" / "summary.csv")
     assert tuple(summary.columns) == SUMMARY_COLUMNS
-    assert len(summary) == 15 * 3 + 1  # 14 fixed + random, WT/TC/ET; cross-center WT
+    scenarios = set(summary["scenario"])
+    fixed = {s for s in scenarios if s.startswith("missing ")}
+    assert len(fixed) == 14 and {"random", "brasyn", "cross-center"} <= scenarios
+    assert {f"only {s}" for s in ("t1", "t1ce", "t2", "flair")} <= scenarios  # issue 20
+    assert len(summary) == 3 * (14 + 2 + 4) + 1  # WT/TC/ET each; cross-center WT only
     text = (docs / "validation.md").read_text()
     for scenario in ("missing t1", "missing flair", "missing t1ce+t2+flair", "random"):
         rows = summary[summary["scenario"] == scenario].set_index("region")
