@@ -4,7 +4,8 @@
 and local sites with tissue maps, their ``harmonix split``, the UNet-2D segmenter on the complete
 training cases); ``train BASE RUN --seed S --iters N [KEY=VALUE ...]`` trains one generator as
 the profile does, with ModelConfig/Recipe fields (``lambda_les_adv=0``, ``lambda_struct=1``) or
-backbone options (``bb.full_res_channels=16``) changed. Both resume after a kill. Then
+backbone options (``bb.full_res_channels=16``, ``bb.final_upsample=resize``) changed. Both
+resume after a kill. Then
 ``benchmarks/lesion_ablation.py`` evaluates each run and ``benchmarks/lesion_code_spread.py``
 measures its lesion codes::
 
@@ -42,7 +43,8 @@ def prepare(base: Path, seed: int = 0) -> None:
 
 def train(base: Path, run: Path, seed: int, iters: int, settings: list[str]) -> None:
     pairs = dict(item.split("=", 1) for item in settings)
-    backbone = {k[3:]: int(v) for k, v in pairs.items() if k.startswith("bb.")}
+    backbone = {k[3:]: int(v) if v.isdigit() else v for k, v in pairs.items()
+                if k.startswith("bb.")}
     recipe = {k: v for k, v in pairs.items() if not k.startswith("bb.")}
     data = base / "data"
     began = time.perf_counter()
@@ -67,11 +69,13 @@ def main() -> None:
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--iters", type=int, default=600)
     run.add_argument("settings", nargs="*", metavar="KEY=VALUE")
-    args = parser.parse_args()
+    args, extra = parser.parse_known_args()  # KEY=VALUE settings may follow --seed and --iters
+    if extra and (args.command == "prepare" or any("=" not in item for item in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "prepare":
         prepare(args.base)
     else:
-        train(args.base, args.run, args.seed, args.iters, args.settings)
+        train(args.base, args.run, args.seed, args.iters, args.settings + extra)
 
 
 if __name__ == "__main__":

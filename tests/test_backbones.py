@@ -297,3 +297,28 @@ def test_swin_full_resolution_skip_adds_a_pixel_path_from_the_input():
     net.train()
     net(x, style).abs().mean().backward()
     assert net.full_res.weight.grad is not None and net.full_res.weight.grad.abs().sum() > 0
+
+
+def test_swin_resize_upsampling_turns_a_smooth_token_map_into_a_smooth_image():
+    """``final_upsample="resize"`` (a resize-convolution): tokens that are all alike come out as
+    an image without a pattern at the patch period, where Swin-Unet's linear patch expanding
+    paints every patch with the same block (the generated slices' grid, issue 20)."""
+    from harmonix_swin.swin_unet import PatchExpand, ResizeExpand
+
+    torch.manual_seed(0)
+    tokens = torch.randn(1, 1, 1, 16).expand(1, 8, 8, 16)  # one feature vector everywhere
+    with torch.no_grad():
+        linear = PatchExpand(16, 16, scale=4, norm=False)(tokens)
+        resize = ResizeExpand(16, scale=4)(tokens)
+    assert linear.shape == resize.shape == (1, 32, 32, 16)
+    inside = (slice(None), slice(4, -4), slice(4, -4))  # away from the convolution's padding
+    assert linear[inside].std(dim=(1, 2)).min() > 1e-3  # a block pattern, period 4
+    assert resize[inside].std(dim=(1, 2)).max() < 1e-5  # flat
+    net = harmonix.build_backbone("swin", img_size=32, preset="tiny", final_upsample="resize")
+    assert isinstance(net.final_expand, ResizeExpand)
+    out = net(torch.rand(2, 1, 32, 32) * 2 - 1, torch.randn(2, 64))
+    assert out.shape == (2, 1, 32, 32)
+    out.abs().mean().backward()
+    assert net.final_expand.conv.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="final_upsample 'nearest'"):
+        harmonix.build_backbone("swin", img_size=32, preset="tiny", final_upsample="nearest")

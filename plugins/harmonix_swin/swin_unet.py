@@ -11,7 +11,8 @@ Swin-T's widths and patches of 2, so that its windows of 11 tile 88, 44, 22 and 
              expand -> 44x44 C,  fuse skip, AdaIN + Swin blocks
     final expand x4 -> 176x176 C, AdaIN, GELU, conv 3x3 -> out_channels
     (with ``full_res_channels``: conv 3x3 of the input joins the final expansion, fused by a
-    conv 3x3, before the AdaIN)
+    conv 3x3, before the AdaIN; with ``final_upsample="resize"`` the final expansion is a
+    bilinear upsampling and a conv 3x3 instead of the linear patch expanding)
 
 Window attention with shifted windows (W-MSA / SW-MSA) and patch merging are timm's
 ``SwinTransformerBlock`` / ``SwinTransformerStage``; only the patch expanding layer (which timm
@@ -102,6 +103,28 @@ class PatchExpand(nn.Module):
         return self.norm(x)
 
 
+class ResizeExpand(nn.Module):
+    """The final expansion as a resize-convolution (Odena et al., "Deconvolution and
+    checkerboard artifacts", 2016): bilinear upsampling of the token grid, then a 3x3
+    convolution. Unlike :class:`PatchExpand`, every output pixel of a patch is made by the same
+    weights, so a smooth token map cannot come out as a block pattern at the patch period."""
+
+    def __init__(self, dim: int, scale: int):
+        super().__init__()
+        self.scale = scale
+        self.conv = nn.Conv2d(dim, dim, kernel_size=3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, H, W, dim)`` -> ``(B, scale*H, scale*W, dim)``."""
+        x = F.interpolate(x.permute(0, 3, 1, 2), scale_factor=self.scale, mode="bilinear",
+                          align_corners=False)
+        return self.conv(x).permute(0, 2, 3, 1)
+
+
+#: how the decoder's last token grid becomes pixels (``final_upsample``)
+FINAL_UPSAMPLES = ("linear", "resize")
+
+
 class SwinDecoderStage(nn.Module):
     """Expand the coarser tokens, fuse the skip connection, then AdaIN before each Swin block."""
 
@@ -169,8 +192,12 @@ class SwinUnet(Backbone):
         window_size: int = 11,
         mlp_ratio: float = 4.0,
         full_res_channels: int = 0,
+        final_upsample: str = "linear",
     ):
         super().__init__(in_channels, out_channels, style_dim)
+        if final_upsample not in FINAL_UPSAMPLES:
+            raise ValueError(f"final_upsample {final_upsample!r}: choose one of "
+                             f"{', '.join(FINAL_UPSAMPLES)}")
         if len(num_heads) != len(depths):
             raise ValueError(
                 f"num_heads {tuple(num_heads)} needs one entry per level of depths {tuple(depths)}"
@@ -221,7 +248,9 @@ class SwinUnet(Backbone):
             )
             for i in reversed(range(levels - 1))
         )
-        self.final_expand = PatchExpand(embed_dim, embed_dim, scale=patch_size, norm=False)
+        # linear: Swin-Unet's patch expanding (the paper's); resize: a resize-convolution
+        self.final_expand = (PatchExpand(embed_dim, embed_dim, scale=patch_size, norm=False)
+                             if final_upsample == "linear" else ResizeExpand(embed_dim, patch_size))
         # full-resolution skip: the patch embedding is otherwise the only path from the pixels,
         # and the linear expansion back to them paints each patch as a block
         self.full_res = None
