@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 import pytest
 from test_harmonize import BRATS_DOMAINS, InvertingGenerator
-from tiny_runs import SIZE, SPACING, cli_ok, train_tiny_run
+from tiny_runs import SIZE, SPACING, train_tiny_run, train_tiny_segmenter
 
 from harmonix.api import harmonize
 from harmonix.data.preprocess import PreprocessConfig
@@ -43,8 +43,7 @@ def built(tmp_path_factory):
     _load_commands()
     run, seg = root / "run", root / "seg"
     train_tiny_run(site, run)
-    cli_ok("segment", "train", "--data", site, "--out", seg, "--segmenter", "unet2d", "--iters", 1,
-           "--preprocess-like", run, "--option", "channels=4,8")
+    train_tiny_segmenter(site, seg, like=run)
     partial = root / "partial"
     shutil.copytree(site, partial)
     first = sorted(p for p in partial.iterdir() if p.is_dir())[0]

@@ -21,7 +21,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 from packaging.requirements import Requirement
-from tiny_runs import cli_ok, train_tiny_run
+from tiny_runs import train_tiny_run, train_tiny_segmenter
 
 from harmonix.cards import local_paths, portable_card, portable_path
 from harmonix.errors import CheckpointError
@@ -50,8 +50,7 @@ def built(tmp_path_factory):
     _load_commands()
     run, seg = root / "run", root / "seg"
     train_tiny_run(site, run)
-    cli_ok("segment", "train", "--data", site, "--out", seg, "--segmenter", "unet2d", "--iters", 1,
-           "--preprocess-like", run, "--option", "channels=4,8")
+    train_tiny_segmenter(site, seg, like=run)
     incomplete = root / "incomplete"
     (incomplete / CASE).mkdir(parents=True)
     for seq in ("t1", "t2"):

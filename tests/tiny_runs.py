@@ -31,6 +31,13 @@ def train_tiny_run(site: Path, run: Path, spacing: float = SPACING, size: int = 
     return run
 
 
+def train_tiny_segmenter(site: Path, out: Path, like: Path) -> Path:
+    """One iteration of a narrow ``unet2d`` on ``site``, preprocessed like generator ``like``."""
+    cli_ok("segment", "train", "--data", site, "--out", out, "--segmenter", "unet2d", "--iters", 1,
+           "--preprocess-like", like, "--option", "channels=4,8")
+    return out
+
+
 def ummgat_request(out: Path, **settings: Any) -> TrainRequest:
     """A :class:`TrainRequest` for the ``ummgat`` trainer from flat test settings: request fields
     as they are (``batch`` is ``batch_size``), recipe fields into ``recipe``, the rest (widths,
