@@ -17,7 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from harmonix.data.synth import load_template, synthesize_site
+from harmonix.data.anatomy import load_template, template_smoothing
+from harmonix.data.synth import synthesize_site
 
 
 def main() -> None:
@@ -32,7 +33,7 @@ def main() -> None:
 
     out = args.out or Path(tempfile.mkdtemp(prefix="bench_synth_"))
     start = time.perf_counter()
-    load_template(0.0 if args.spacing <= 1 else round(args.spacing, 3))
+    load_template(template_smoothing(args.spacing))
     loaded = time.perf_counter() - start
     profiler = cProfile.Profile() if args.profile else None
     if profiler:

@@ -56,7 +56,8 @@ def test_training_needs_no_tensorboard(site, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("package", ["nilearn", "threadpoolctl"])
 def test_synth_without_its_extra_is_one_clear_error(package, tmp_path, monkeypatch):
-    from harmonix.data.synth import _template_path, synthesize_site
+    from harmonix.data.anatomy import template_path
+    from harmonix.data.synth import synthesize_site
 
     _unimportable(monkeypatch, package)
     with pytest.raises(MissingExtraError, match=rf"'{package}'.*harmonix\[synth\]"):
@@ -64,7 +65,7 @@ def test_synth_without_its_extra_is_one_clear_error(package, tmp_path, monkeypat
     assert not (tmp_path / "site").exists()  # refused before anything is written
     if package == "nilearn":
         with pytest.raises(MissingExtraError, match=r"harmonix\[synth\]"):
-            _template_path("t1")
+            template_path("t1")
 
 
 def test_figures_without_matplotlib_name_the_evaluate_extra(tmp_path, monkeypatch):

@@ -9,14 +9,8 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from harmonix.data.synth import (
-    PROFILES,
-    SITE_FILE,
-    grid_affine,
-    grid_shape,
-    synthesize_case,
-    synthesize_site,
-)
+from harmonix.data.anatomy import grid_affine, grid_shape
+from harmonix.data.synth import PROFILES, SITE_FILE, synthesize_case, synthesize_site
 
 SPACING = 4.0
 CSF, GM, WM, TUMOUR = 1, 2, 3, 4

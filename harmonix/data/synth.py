@@ -4,7 +4,8 @@ Anatomy comes from a real brain: the MNI152 2009a symmetric template shipped ins
 wheel (T1 plus grey- and white-matter probability maps, BSD-3; CSF = brain - GM - WM). Each
 patient gets a random affine, a smooth elastic deformation and a ventricle-size change, so no two
 patients share anatomy; a tumour (necrotic core inside an enhancing rim inside white-matter
-oedema, irregular, with mass effect) is placed at random. Every sequence is rendered from the
+oedema, irregular, with mass effect) is placed at random (all of which lives in
+:mod:`harmonix.data.anatomy`). Every sequence is rendered from the
 tissue fractions with literature-ordered contrasts, so the data's contrasts are known exactly,
 then a center's scanner effects (blur, thick slices, bias field, Rician noise, gamma, scale) are
 applied per scan. Cases are written in a real layout (BraTS 2019 / 2023 naming) on the BraTS grid
@@ -21,28 +22,37 @@ import zlib
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 from scipy import ndimage as ndi
 
+from harmonix.data.anatomy import (
+    CONTROL_MM,
+    axes_mm,
+    crop_box,
+    draw_tumour,
+    grid_affine,
+    grid_shape,
+    load_template,
+    patient_coords,
+    place,
+    radial_map,
+    resample,
+    smooth_noise,
+    template_smoothing,
+    tumour_fractions,
+)
 from harmonix.data.labels import from_canonical
 from harmonix.data.layouts import NAMINGS, SITE_FILE
 from harmonix.errors import InputError
 from harmonix.extras import require
 from harmonix.io import atomic_write_json, atomic_write_nifti
 
-BRATS_SHAPE = (240, 240, 155)
 TISSUES = ("csf", "gm", "wm", "ed", "et", "ncr", "vessel")
 TRUTH_CLASSES = {"background": 0, "csf": 1, "gm": 2, "wm": 3, "tumour": 4}
 
-CONTROL_MM = 4.0  # spacing of the control grid that carries every deformation
-BRAIN_CENTER_MM = np.array([119.5, 119.5, 77.0])  # where the template's brain centre lands
-TEMPLATE_BRAIN_CENTER = np.array([98.0, 117.0, 82.0])  # MNI 2009a voxel (1 mm grid)
-TEMPLATE_VENTRICLES = np.array([98.0, 118.0, 86.0])
-TEMPLATE_TO_BRATS = np.array([-1.0, -1.0, 1.0])  # BraTS voxel axes point L, P, S; MNI's R, A, S
 
 
 # -- appearance ---------------------------------------------------------------------------------
@@ -119,207 +129,6 @@ PROFILES: dict[str, CenterProfile] = {
 }
 
 
-# -- the template -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Template:
-    """CSF, GM and WM fractions (float32, MNI 2009a 1 mm voxel grid)."""
-
-    csf: np.ndarray
-    gm: np.ndarray
-    wm: np.ndarray
-
-    @property
-    def maps(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return self.csf, self.gm, self.wm
-
-
-def _template_path(kind: str) -> Path:
-    nilearn = require("nilearn", "harmonix synth (the MNI152 template ships in nilearn's wheel)")
-    root = Path(next(iter(nilearn.__path__)))
-    return root / "datasets" / "data" / f"mni_icbm152_{kind}_tal_nlin_sym_09a_converted.nii.gz"
-
-
-@lru_cache(maxsize=4)
-def load_template(smooth_mm: float = 0.0) -> Template:
-    """The template's tissue fractions, averaged over ``smooth_mm`` boxes for coarse grids."""
-    t1, gm, wm = (
-        np.asarray(nib.load(_template_path(k)).dataobj, dtype=np.float32)
-        for k in ("t1", "gm", "wm")
-    )
-    brain = ndi.gaussian_filter(ndi.binary_fill_holes(t1 > 0).astype(np.float32), 0.5)
-    gm /= 255.0
-    wm /= 255.0
-    csf = np.clip(brain - gm - wm, 0.0, 1.0)
-    maps = [csf, gm, wm]
-    if smooth_mm > 1.0:  # a box average: the partial volume of a voxel that size
-        maps = [np.maximum(ndi.uniform_filter(m, int(round(smooth_mm))), 0) for m in maps]
-    return Template(*maps)
-
-
-# -- smooth fields ------------------------------------------------------------------------------
-def _cubic_matrix(q: np.ndarray, n: int) -> np.ndarray:
-    """``(len(q), n)`` Catmull-Rom weights that interpolate a length-``n`` signal at ``q``."""
-    q = np.clip(np.asarray(q, dtype=np.float64), 0, n - 1)
-    base = np.floor(q).astype(int)
-    t = q - base
-    weights = (
-        (-(t**3) + 2 * t**2 - t) / 2,
-        (3 * t**3 - 5 * t**2 + 2) / 2,
-        (-3 * t**3 + 4 * t**2 + t) / 2,
-        (t**3 - t**2) / 2,
-    )
-    matrix = np.zeros((len(q), n), dtype=np.float32)
-    rows = np.arange(len(q))
-    for offset, w in zip(range(-1, 3), weights, strict=True):
-        np.add.at(matrix, (rows, np.clip(base + offset, 0, n - 1)), w)
-    return matrix
-
-
-def _resample(grid: np.ndarray, positions: tuple[np.ndarray, ...]) -> np.ndarray:
-    """Cubic interpolation of a 3D ``grid`` at the outer product of per-axis index positions."""
-    wx, wy, wz = (_cubic_matrix(q, n) for q, n in zip(positions, grid.shape, strict=True))
-    out = (wx @ grid.reshape(grid.shape[0], -1)).reshape(len(wx), *grid.shape[1:])
-    return (wy @ out) @ wz.T
-
-
-def _smooth_noise(
-    rng: np.random.Generator, axes_mm: tuple[np.ndarray, ...], cell_mm: float, gradient=None
-) -> np.ndarray:
-    """A unit-variance random field with correlation length ~``cell_mm`` at the given axes,
-    plus a linear ramp of ``gradient`` per 120 mm (zero in the middle of the axes)."""
-    lows = [a[0] - 2 * cell_mm for a in axes_mm]
-    shape = [int(np.ceil((a[-1] - a[0]) / cell_mm)) + 5 for a in axes_mm]
-    coarse = ndi.gaussian_filter(rng.standard_normal(shape, dtype=np.float32), 1.0)
-    coarse /= coarse.std() + 1e-6
-    if gradient is not None:  # cubic interpolation reproduces a linear ramp exactly
-        for axis, (lo, n, a, g) in enumerate(zip(lows, shape, axes_mm, gradient, strict=True)):
-            ramp = (lo + cell_mm * np.arange(n) - (a[0] + a[-1]) / 2) * (g / 120.0)
-            coarse += ramp.astype(np.float32).reshape([-1 if i == axis else 1 for i in range(3)])
-    return _resample(coarse, tuple((a - lo) / cell_mm for a, lo in zip(axes_mm, lows, strict=True)))
-
-
-def _radial_map(points: np.ndarray, center, amount: float, length: float) -> np.ndarray:
-    """Sample positions ``c + (p - c)(1 - amount exp(-|p - c|^2 / length^2))`` for ``(3, ...)``
-    points: ``amount > 0`` pushes what is near ``c`` outwards (expansion, mass effect); it is
-    one-to-one for ``-2 < amount < 1``."""
-    center = np.asarray(center, dtype=np.float32).reshape(3, *([1] * (points.ndim - 1)))
-    offset = points - center
-    factor = 1 - amount * np.exp(-(offset**2).sum(0) / length**2)
-    return center + offset * factor
-
-
-def _rotation(rng: np.random.Generator, max_degrees: float) -> np.ndarray:
-    ax, ay, az = np.deg2rad(rng.uniform(-max_degrees, max_degrees, 3))
-    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
-    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
-    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
-    return rz @ ry @ rx
-
-
-# -- geometry of one case -----------------------------------------------------------------------
-def grid_shape(spacing: float) -> tuple[int, int, int]:
-    """Voxels of the BraTS field of view (240 x 240 x 155 mm) at ``spacing`` mm."""
-    return tuple(int(np.ceil(n / spacing - 1e-6)) for n in BRATS_SHAPE)
-
-
-def grid_affine(spacing: float) -> np.ndarray:
-    """BraTS's LPS affine (``diag(-1, -1, 1)``, origin ``(0, 239, 0)``) at ``spacing`` mm."""
-    half = 0.5 * spacing - 0.5  # voxel centres sit at -0.5 + (i + 0.5) * spacing mm
-    affine = np.diag([-spacing, -spacing, spacing, 1.0])
-    affine[:3, 3] = [-half, 239.0 - half, half]
-    return affine
-
-
-def _axes_mm(shape: tuple[int, ...], spacing: float) -> tuple[np.ndarray, ...]:
-    return tuple((-0.5 + (np.arange(n) + 0.5) * spacing).astype(np.float32) for n in shape)
-
-
-@dataclass
-class _Tumour:
-    center: np.ndarray  # BraTS mm
-    r_tc: float
-    r_ncr: float  # 0: no necrosis
-    r_wt: float
-    rim: float
-    axes: np.ndarray  # relative semi-axes
-    rotation: np.ndarray
-    mass_effect: float
-    kind: str
-
-    @property
-    def reach(self) -> float:
-        """Half-size of a box that holds the whole tumour and its irregularities."""
-        return 1.6 * float(self.axes.max()) * max(self.r_wt, self.r_tc) + 3.0
-
-
-def _draw_tumour(rng, kind: str, coarse_points, wm, brain, spacing: float) -> _Tumour:
-    """Sizes, shape and a location: deep in white matter (glioma) or at the surface
-    (meningioma), chosen on the control grid."""
-    depth = ndi.distance_transform_edt(brain > 0.5) * CONTROL_MM
-    r_tc = rng.uniform(10.0, 22.0)
-    if kind == "meningioma":
-        r_ncr = r_tc * rng.uniform(0.2, 0.4) if rng.random() < 0.3 else 0.0
-        r_wt = r_tc * rng.uniform(1.15, 1.6)
-        candidates = (brain > 0.5) & (depth <= 1.0 * CONTROL_MM)
-        mass_effect = rng.uniform(0.45, 0.65)
-    else:
-        r_ncr = max(r_tc - rng.uniform(3.0, 8.0), 0.3 * r_tc)  # an enhancing rim 3-8 mm thick
-        r_wt = r_tc * rng.uniform(1.4, 2.1)
-        candidates = (wm > 0.6) & (depth >= max(0.7 * r_tc, 8.0))
-        mass_effect = rng.uniform(0.25, 0.5)
-    # adult gliomas and meningiomas: mostly above the tentorium, not in the posterior fossa
-    candidates &= coarse_points[2] > (60 if kind == "meningioma" else 45)
-    for fallback in (wm > 0.3, brain > 0.5):
-        if candidates.any():
-            break
-        candidates = fallback
-    index = rng.choice(np.flatnonzero(candidates))
-    center = coarse_points.reshape(3, -1)[:, index] + rng.uniform(-2, 2, 3)
-    rim = max(2.5, 1.5 * spacing)
-    if r_ncr:
-        r_ncr = max(r_ncr, 1.2 * spacing)
-        r_tc = max(r_tc, r_ncr + rim + spacing)
-    axes = rng.uniform(0.75, 1.25, 3)
-    axes /= np.prod(axes) ** (1 / 3)
-    return _Tumour(center.astype(np.float32), r_tc, r_ncr, r_wt, rim, axes,
-                   _rotation(rng, 180.0), mass_effect, kind)
-
-
-_NEIGHBOURS = ndi.generate_binary_structure(3, 1)
-
-
-def _tumour_fractions(rng, tumour: _Tumour, axes_mm, wm, gm, bounds, spacing: float):
-    """Soft nested memberships (whole tumour >= core >= necrosis) on the given axes; the core
-    stays within ``bounds`` (a soft mask: the brain, or the skull for a meningioma)."""
-    d = [(a - c).astype(np.float32) for a, c in zip(axes_mm, tumour.center, strict=True)]
-    d = [d[0][:, None, None], d[1][None, :, None], d[2][None, None, :]]
-    quad = (tumour.rotation @ np.diag(1 / tumour.axes**2) @ tumour.rotation.T).astype(np.float32)
-    rho2 = np.zeros(wm.shape, dtype=np.float32)
-    for i in range(3):
-        for j in range(i, 3):
-            rho2 += (quad[i, j] * (1 if i == j else 2)) * (d[i] * d[j])
-    rho = np.sqrt(rho2)
-    noise = [np.clip(_smooth_noise(rng, axes_mm, cell), -2, 2) for cell in (6.0, 4.0, 7.0)]
-    width = max(0.8, 0.4 * spacing)
-
-    def soft(threshold, w=width):
-        return 0.5 * (1 + np.tanh((threshold - rho) / w))
-
-    t_tc = tumour.r_tc * (1 + 0.22 * noise[0])
-    s_tc = soft(t_tc)
-    if tumour.r_ncr:
-        s_ncr = soft(np.minimum(tumour.r_ncr * (1 + 0.25 * noise[1]), t_tc - tumour.rim))
-    else:
-        s_ncr = np.zeros_like(s_tc)
-    # oedema spreads through white (and deep grey) matter, sparing the cortex and CSF
-    white = np.clip((wm + 0.3 * gm - 0.2) / 0.5, 0, 1)
-    s_ed = soft(tumour.r_wt * (1 + 0.3 * noise[2]), 2 * width) * white
-    s_tc *= bounds
-    # necrosis always sits inside enhancing tumour: never next to a voxel outside the core
-    s_ncr = np.minimum(s_ncr * bounds, ndi.minimum_filter(s_tc, footprint=_NEIGHBOURS))
-    return np.maximum(s_ed, s_tc), s_tc, s_ncr
-
-
 @dataclass
 class SyntheticCase:
     """One synthetic case on its grid; ``label`` is canonical (NCR 1, ED 2, ET 4)."""
@@ -349,30 +158,6 @@ def case_rng(seed: int, center: str, index: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), zlib.crc32(center.encode()), int(index)])
 
 
-def _template_smoothing(spacing: float) -> float:
-    return round(float(spacing), 3) if spacing > 1.0 else 0.0
-
-
-def _patient_coords(rng, shape, spacing: float):
-    """Control grid (mm, BraTS voxel axes) and where each control point samples the template:
-    random affine, smooth elastic field and ventricle size."""
-    extent = np.array(shape) * spacing
-    ctrl_axes = tuple(
-        np.arange(-2 * CONTROL_MM, e + 2 * CONTROL_MM + 1e-3, CONTROL_MM, dtype=np.float32)
-        for e in extent
-    )
-    points = np.stack(np.meshgrid(*ctrl_axes, indexing="ij"))
-    scale = rng.uniform(1.02, 1.14) * rng.uniform(0.96, 1.04, 3)  # MNI152 is a large brain
-    linear = TEMPLATE_TO_BRATS[:, None] * (_rotation(rng, 6.0) @ np.diag(scale))
-    shift = TEMPLATE_BRAIN_CENTER + TEMPLATE_TO_BRATS * rng.uniform(-4, 4, 3) * [1, 1, 0.6]
-    offset = (points - BRAIN_CENTER_MM.reshape(3, 1, 1, 1)).reshape(3, -1)
-    coords = (linear @ offset).reshape(points.shape) + shift.reshape(3, 1, 1, 1)
-    elastic = ndi.gaussian_filter(rng.standard_normal(points.shape), (0, 3, 3, 3))
-    coords += elastic * (rng.uniform(2.5, 4.0) / elastic.std())
-    coords = _radial_map(coords, TEMPLATE_VENTRICLES, rng.uniform(-0.25, 0.35), 28.0)
-    return ctrl_axes, points, coords.astype(np.float32)
-
-
 def synthesize_case(
     index: int, *, center: str = "brats", seed: int = 0, spacing: float = 1.0
 ) -> SyntheticCase:
@@ -387,15 +172,15 @@ def synthesize_case(
 
 def _synthesize(prof: CenterProfile, index: int, seed: int, spacing: float) -> SyntheticCase:
     rng = case_rng(seed, prof.name, index)
-    template = load_template(_template_smoothing(spacing))
+    template = load_template(template_smoothing(spacing))
     shape = grid_shape(spacing)
 
     # 1. the patient's anatomy on the control grid; a tumour site; its mass effect
-    ctrl_axes, points, coords = _patient_coords(rng, shape, spacing)
+    ctrl_axes, points, coords = patient_coords(rng, shape, spacing)
     csf_c, gm_c, wm_c = (ndi.map_coordinates(m, coords, order=1) for m in template.maps)
-    tumour = _draw_tumour(rng, prof.tumour, points, wm_c, csf_c + gm_c + wm_c, spacing)
+    tumour = draw_tumour(rng, prof.tumour, points, wm_c, csf_c + gm_c + wm_c, spacing)
     low = np.array([a[0] for a in ctrl_axes], dtype=np.float32)
-    pushed = _radial_map(points, tumour.center, tumour.mass_effect, 1.3 * tumour.r_tc + 6.0)
+    pushed = radial_map(points, tumour.center, tumour.mass_effect, 1.3 * tumour.r_tc + 6.0)
     pushed = (pushed - low.reshape(3, 1, 1, 1)) / CONTROL_MM
     unpushed, coords = coords, np.stack(
         [ndi.map_coordinates(c, pushed, order=1, mode="nearest") for c in coords]
@@ -403,8 +188,8 @@ def _synthesize(prof: CenterProfile, index: int, seed: int, spacing: float) -> S
 
     # 2. tissue fractions at full resolution, in a box around the brain and the tumour
     brain_c = sum(ndi.map_coordinates(m, coords, order=1) for m in template.maps)
-    crop = _crop(brain_c > 0.02, ctrl_axes, tumour, shape, spacing)
-    axes = tuple(a[s] for a, s in zip(_axes_mm(shape, spacing), crop, strict=True))
+    crop = crop_box(brain_c > 0.02, ctrl_axes, tumour, shape, spacing)
+    axes = tuple(a[s] for a, s in zip(axes_mm(shape, spacing), crop, strict=True))
     positions = tuple((a - lo) / CONTROL_MM for a, lo in zip(axes, low, strict=True))
     # sample the template only near the brain: the crop's corners hold none of it
     near = ndi.binary_dilation(brain_c > 0.02)
@@ -413,7 +198,7 @@ def _synthesize(prof: CenterProfile, index: int, seed: int, spacing: float) -> S
     sampled = np.flatnonzero(near[np.ix_(*nearest)])
     fine = np.empty((3, sampled.size), dtype=np.float32)
     for k in range(3):
-        fine[k] = _resample(coords[k], positions).ravel()[sampled]
+        fine[k] = resample(coords[k], positions).ravel()[sampled]
     csf, gm, wm = (np.zeros(tuple(len(a) for a in axes), dtype=np.float32) for _ in range(3))
     for tissue_map, source in zip((csf, gm, wm), template.maps, strict=True):
         tissue_map.ravel()[sampled] = ndi.map_coordinates(source, fine, order=1)
@@ -432,7 +217,7 @@ def _synthesize(prof: CenterProfile, index: int, seed: int, spacing: float) -> S
     # past it is cut, as the skull compresses it (effaced sulci)
     box_axes = tuple(a[b] for a, b in zip(axes, box, strict=True))
     box_positions = tuple((a - lo) / CONTROL_MM for a, lo in zip(box_axes, low, strict=True))
-    skull = np.stack([_resample(c, box_positions) for c in unpushed])
+    skull = np.stack([resample(c, box_positions) for c in unpushed])
     skull = ndi.grey_dilation(sum(ndi.map_coordinates(m, skull, order=1)
                                   for m in template.maps), size=3)
     skull = np.clip(skull, 0, 1)
@@ -441,12 +226,12 @@ def _synthesize(prof: CenterProfile, index: int, seed: int, spacing: float) -> S
     # a meningioma grows from the dura, inside the skull; a glioma inside the brain
     bounds = skull if tumour.kind == "meningioma" else brain[box]
     s_wt, s_tc, s_ncr = (np.zeros(brain.shape, dtype=np.float32) for _ in range(3))
-    s_wt[box], s_tc[box], s_ncr[box] = _tumour_fractions(
+    s_wt[box], s_tc[box], s_ncr[box] = tumour_fractions(
         rng, tumour, box_axes, wm[box], gm[box], bounds, spacing
     )
     normal = 1 - s_wt
-    vessels = np.clip(1 - np.abs(_smooth_noise(rng, axes, 5.0)) / 0.12, 0, 1)
-    vessels *= (_smooth_noise(rng, axes, 9.0) > 0.6) * (0.8 * csf)
+    vessels = np.clip(1 - np.abs(smooth_noise(rng, axes, 5.0)) / 0.12, 0, 1)
+    vessels *= (smooth_noise(rng, axes, 9.0) > 0.6) * (0.8 * csf)
     fractions = {
         "csf": (csf - vessels) * normal, "gm": gm * normal, "wm": wm * normal,
         "ed": s_wt - s_tc, "et": s_tc - s_ncr, "ncr": s_ncr, "vessel": vessels * normal,
@@ -454,8 +239,8 @@ def _synthesize(prof: CenterProfile, index: int, seed: int, spacing: float) -> S
     mask = (brain * normal + s_wt) > 0.5
     inside = np.flatnonzero(mask)
     # microstructure everywhere, coarser and stronger heterogeneity inside the tumour
-    texture = _smooth_noise(rng, axes, 2.0)
-    texture += (1.5 * (s_wt + s_tc)) * _smooth_noise(rng, axes, 4.0)
+    texture = smooth_noise(rng, axes, 2.0)
+    texture += (1.5 * (s_wt + s_tc)) * smooth_noise(rng, axes, 4.0)
 
     # 4. label and tissue truth (canonical labels), on the brain voxels
     label = np.zeros(inside.size, dtype=np.uint8)
@@ -469,37 +254,13 @@ def _synthesize(prof: CenterProfile, index: int, seed: int, spacing: float) -> S
     # 5. every sequence: the tissue model, then this center's scanner on this scan
     scan = _Scan(fractions, {t: f.ravel()[inside] for t, f in fractions.items()},
                  texture, texture.ravel()[inside], inside, axes, spacing)
-    images = {s: _place(_render(rng, prof, s, scan), inside, crop, shape, np.int16)
+    images = {s: place(_render(rng, prof, s, scan), inside, crop, shape, np.int16)
               for s in prof.sequences}
     return SyntheticCase(
         case_id(prof.name, index), prof.name, grid_affine(spacing), images,
-        _place(label, inside, crop, shape, np.uint8),
-        _place(tissue.astype(np.uint8), inside, crop, shape, np.uint8),
+        place(label, inside, crop, shape, np.uint8),
+        place(tissue.astype(np.uint8), inside, crop, shape, np.uint8),
     )
-
-
-def _crop(inside: np.ndarray, ctrl_axes, tumour: _Tumour, shape, spacing) -> tuple[slice, ...]:
-    """Fine-grid slices around the brain (on the control grid) and the tumour."""
-    slices = []
-    for axis, (a, n) in enumerate(zip(ctrl_axes, shape, strict=True)):
-        hits = np.flatnonzero(inside.any(axis=tuple(i for i in range(3) if i != axis)))
-        lo, hi = a[hits[0]] - CONTROL_MM, a[hits[-1]] + CONTROL_MM
-        if tumour.kind == "meningioma":  # extra-axial: may reach beyond the brain
-            lo = min(lo, tumour.center[axis] - tumour.reach)
-            hi = max(hi, tumour.center[axis] + tumour.reach)
-        start = int(np.clip(np.floor((lo + 0.5) / spacing), 0, n - 1))
-        stop = int(np.clip(np.ceil((hi + 0.5) / spacing) + 1, start + 1, n))
-        slices.append(slice(start, stop))
-    return tuple(slices)
-
-
-def _place(values: np.ndarray, inside: np.ndarray, crop, shape, dtype) -> np.ndarray:
-    """Full-grid array, zero outside the brain, with ``values`` at the ``inside`` voxels."""
-    window = np.zeros(tuple(s.stop - s.start for s in crop), dtype=dtype)
-    window.ravel()[inside] = values
-    out = np.zeros(shape, dtype=dtype)
-    out[crop] = window
-    return out
 
 
 @dataclass
@@ -540,7 +301,7 @@ def _render(rng, prof: CenterProfile, sequence: str, scan: _Scan) -> np.ndarray:
     fwhm_z = float(np.hypot(fwhm_xy, prof.slice_mm if prof.slice_mm > 1 else 0.0))
     values = scan.mix(weights, model.texture, (fwhm_xy, fwhm_z))
     # bias field: exp of a smooth random field plus a linear gradient
-    log_bias = _smooth_noise(rng, scan.axes, 60.0, gradient=rng.normal(0, 0.8 / 0.6, 3))
+    log_bias = smooth_noise(rng, scan.axes, 60.0, gradient=rng.normal(0, 0.8 / 0.6, 3))
     values *= np.exp(np.float32(0.6 * prof.bias) * log_bias.ravel()[scan.inside])
     sigma = np.float32(prof.noise * model.noise * 0.8)  # 0.8 ~ white matter's signal
     real = values + sigma * rng.standard_normal(values.shape, dtype=np.float32)
@@ -653,7 +414,7 @@ def synthesize_site(
             if progress:
                 progress(done)
     else:
-        load_template(_template_smoothing(spacing))  # forked workers inherit it
+        load_template(template_smoothing(spacing))  # forked workers inherit it
         with ProcessPoolExecutor(workers) as pool:
             for future in as_completed([pool.submit(_write_case, *job) for job in jobs]):
                 done = future.result()
